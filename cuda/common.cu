@@ -1,0 +1,124 @@
+#include "cuda/common.cuh"
+
+#include <cstring>
+
+#include "core/bf16.hpp"
+
+namespace jb::cuda {
+
+void throw_cuda(cudaError_t err, const char* call, const char* file, int line) {
+  ErrorKind kind = err == cudaErrorMemoryAllocation ? ErrorKind::OutOfMemory : ErrorKind::Cuda;
+  fail(kind, std::string(call) + " failed at " + file + ":" + std::to_string(line) + ": " +
+                 cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+}
+
+void throw_cublas(cublasStatus_t st, const char* call, const char* file, int line) {
+  fail(ErrorKind::Cuda, std::string(call) + " failed at " + file + ":" + std::to_string(line) +
+                            ": " + cublasGetStatusName(st) + " (" + cublasGetStatusString(st) +
+                            ")");
+}
+
+void* device_alloc(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // allocation failure is not sticky: clear it
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    fail(ErrorKind::OutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
+                                     std::to_string(free_b) + " bytes free of " +
+                                     std::to_string(total_b) + " (short by " +
+                                     std::to_string(bytes > free_b ? bytes - free_b : 0) + ")");
+  }
+  if (err != cudaSuccess) throw_cuda(err, "cudaMalloc", __FILE__, __LINE__);
+  return p;
+}
+
+GuardedBuffer::GuardedBuffer(size_t body_bytes)
+    : base_(body_bytes + 2 * kGuardBytes), body_bytes_(body_bytes) {
+  poison();
+}
+
+void GuardedBuffer::poison() {
+  JB_CUDA(cudaMemset(base_.get(), 0xA5, kGuardBytes));
+  JB_CUDA(cudaMemset(base_.get() + kGuardBytes, 0xFF, body_bytes_));
+  JB_CUDA(cudaMemset(base_.get() + kGuardBytes + body_bytes_, 0xA5, kGuardBytes));
+}
+
+bool GuardedBuffer::guards_intact() const {
+  std::vector<uint8_t> g(kGuardBytes);
+  JB_CUDA(cudaMemcpy(g.data(), base_.get(), kGuardBytes, cudaMemcpyDeviceToHost));
+  for (uint8_t b : g)
+    if (b != 0xA5) return false;
+  JB_CUDA(cudaMemcpy(g.data(), base_.get() + kGuardBytes + body_bytes_, kGuardBytes,
+                     cudaMemcpyDeviceToHost));
+  for (uint8_t b : g)
+    if (b != 0xA5) return false;
+  return true;
+}
+
+std::vector<uint8_t> GuardedBuffer::download_body() const {
+  std::vector<uint8_t> h(body_bytes_);
+  JB_CUDA(cudaMemcpy(h.data(), body(), body_bytes_, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+bool device_available() {
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+std::string device_name() {
+  if (!device_available()) return "none";
+  cudaDeviceProp prop;
+  JB_CUDA(cudaGetDeviceProperties(&prop, 0));
+  return prop.name;
+}
+
+std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t b = float_to_bf16_bits(v[i]);
+    std::memcpy(&out[i], &b, 2);
+  }
+  return out;
+}
+
+std::vector<float> from_bf16(const std::vector<bf16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t b;
+    std::memcpy(&b, &v[i], 2);
+    out[i] = bf16_bits_to_float(b);
+  }
+  return out;
+}
+
+cublasHandle_t cublas() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t x;
+    JB_CUBLAS(cublasCreate(&x));
+    // Default math: fp32 GEMMs must pass CUBLAS_COMPUTE_32F explicitly (never the _FAST_TF32
+    // compute types) so fp32 comparisons are meaningful (ecosystem.md §1.7).
+    JB_CUBLAS(cublasSetMathMode(x, CUBLAS_DEFAULT_MATH));
+    return x;
+  }();
+  return h;
+}
+
+cublasLtHandle_t cublaslt() {
+  static cublasLtHandle_t h = [] {
+    cublasLtHandle_t x;
+    JB_CUBLAS(cublasLtCreate(&x));
+    return x;
+  }();
+  return h;
+}
+
+}  // namespace jb::cuda

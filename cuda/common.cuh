@@ -1,0 +1,122 @@
+// Shared CUDA helpers: checked calls (errors carry the call, file and line and become
+// jb::Error{Cuda}), RAII device buffers, and guarded output buffers for the compare harness.
+#pragma once
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace jb::cuda {
+
+using bf16 = __nv_bfloat16;
+
+[[noreturn]] void throw_cuda(cudaError_t err, const char* call, const char* file, int line);
+[[noreturn]] void throw_cublas(cublasStatus_t st, const char* call, const char* file, int line);
+
+}  // namespace jb::cuda
+
+#define JB_CUDA(call)                                                            \
+  do {                                                                           \
+    cudaError_t jb_err_ = (call);                                                \
+    if (jb_err_ != cudaSuccess) ::jb::cuda::throw_cuda(jb_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+#define JB_CUBLAS(call)                                                          \
+  do {                                                                           \
+    cublasStatus_t jb_st_ = (call);                                              \
+    if (jb_st_ != CUBLAS_STATUS_SUCCESS)                                         \
+      ::jb::cuda::throw_cublas(jb_st_, #call, __FILE__, __LINE__);               \
+  } while (0)
+
+// After every <<<>>> launch: catches bad launch configurations immediately.
+#define JB_LAUNCH(name)                                                          \
+  do {                                                                           \
+    cudaError_t jb_err_ = cudaGetLastError();                                    \
+    if (jb_err_ != cudaSuccess) ::jb::cuda::throw_cuda(jb_err_, "launch " name, __FILE__, __LINE__); \
+  } while (0)
+
+namespace jb::cuda {
+
+// Owning device allocation. Allocation failure becomes Error{OutOfMemory} with the size asked.
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) { alloc(n); }
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) { reset(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+    return *this;
+  }
+  void alloc(size_t n);
+  void reset() {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
+  void upload(const std::vector<T>& h) {
+    JB_CHECK(h.size() == n_, "upload size mismatch");
+    JB_CUDA(cudaMemcpy(p_, h.data(), bytes(), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    JB_CUDA(cudaMemcpy(h.data(), p_, bytes(), cudaMemcpyDeviceToHost));
+    return h;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+void* device_alloc(size_t bytes);  // Error{OutOfMemory} with requested and free bytes
+
+template <class T>
+void DeviceBuffer<T>::alloc(size_t n) {
+  reset();
+  p_ = static_cast<T*>(device_alloc(n * sizeof(T)));
+  n_ = n;
+}
+
+// An output buffer with guard regions before and after it (llama.cpp sentinels). The body is
+// poisoned with 0xFF bytes (NaN in bf16/fp32) before a kernel runs; guards_intact() checks that
+// nothing was written outside it.
+class GuardedBuffer {
+ public:
+  static constexpr size_t kGuardBytes = 4096;
+  explicit GuardedBuffer(size_t body_bytes);
+  void* body() const { return base_.get() + kGuardBytes; }
+  size_t body_bytes() const { return body_bytes_; }
+  void poison();  // body := 0xFF.., guards := 0xA5..
+  bool guards_intact() const;
+  std::vector<uint8_t> download_body() const;
+
+ private:
+  DeviceBuffer<uint8_t> base_;
+  size_t body_bytes_;
+};
+
+bool device_available();  // a CUDA device can be used (false on CI machines)
+std::string device_name();
+
+// bf16 <-> float vectors (host side) for uploading inputs and reading outputs.
+std::vector<bf16> to_bf16(const std::vector<float>& v);
+std::vector<float> from_bf16(const std::vector<bf16>& v);
+
+// Process-wide cuBLAS / cuBLASLt handles and a 32 MiB workspace on the default stream.
+cublasHandle_t cublas();
+cublasLtHandle_t cublaslt();
+
+}  // namespace jb::cuda

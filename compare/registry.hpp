@@ -22,10 +22,14 @@ struct Case {
   static Case parse(const std::string& s);  // Error{Usage} on a malformed string
   bool has(const std::string& key) const;
   std::string get(const std::string& key) const;  // Error{Usage} if missing
+  std::string get(const std::string& key, const std::string& def) const;  // def if missing
   int64_t geti(const std::string& key) const;
   double getf(const std::string& key) const;
   Case& set(const std::string& key, const std::string& value);
   Case& set(const std::string& key, int64_t value);
+  bool big() const;            // params has big=1 (excluded by --quick)
+  std::string dtype() const;   // the "dtype" param, "bf16" if absent (selects the gate path)
+  bool operator==(const Case& o) const;
 };
 
 // What kind of computation produced a tensor: selects the gate of the tolerance policy
@@ -65,6 +69,11 @@ struct OpInfo {
   // Non-empty: the kernel is allowed to differ bitwise between two runs (atomics, split-K).
   std::string nondeterministic_reason;
   // Cases too large for the CPU-side quick checks in CI (e.g. L=64K) carry "big=1".
+
+  // Optional, for the kernel benchmarks (bench/): bytes moved and floating-point operations of
+  // one kernel call of a case, for GB/s and TFLOP/s counters. Empty: not reported.
+  std::function<double(const Case&)> bytes;
+  std::function<double(const Case&)> flops;
 };
 
 class Registry {
@@ -82,6 +91,8 @@ const Registry& registry();
 
 // One per family, each in compare/ops/<family>.cpp. The CUDA families are compiled only when
 // JAMBENCH_HAVE_CUDA; without CUDA their ops are still listed but have no kernel.
+// In CUDA builds, registry.cpp references mamba/attention/moe weakly: a family whose file does
+// not exist yet is simply absent from the registry (see compare/README.md, "Weak families").
 void register_norm_ops(Registry& r);
 void register_mamba_ops(Registry& r);
 void register_attention_ops(Registry& r);

@@ -97,5 +97,9 @@ ModelConfig preset(const std::string& name);  // Error{Usage} listing names if u
 ModelConfig resolve_model(const std::string& name_or_path);
 // Applies "key=value" overrides using config.json field names (e.g. "num_experts=8").
 ModelConfig apply_overrides(ModelConfig c, const std::vector<std::string>& overrides);
+// True when every architecture field agrees (name and derived_fields are not compared); on a
+// mismatch, `difference` (if given) names the first differing field and both values.
+bool same_architecture(const ModelConfig& a, const ModelConfig& b,
+                       std::string* difference = nullptr);
 
 }  // namespace jb

@@ -35,6 +35,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 
 struct WeightStore {
   std::map<std::string, Tensor> tensors;
+  // Non-fatal findings of the loader (e.g. an index whose total_size disagrees with the shards).
+  std::vector<std::string> warnings;
 
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
   // Error{Format} "missing tensor NAME" / Error{Shape} "NAME has shape [..], expected [..]".
@@ -58,5 +60,31 @@ void save_checkpoint(const std::string& dir, const ModelConfig& c, const WeightS
 // dt_proj.bias = softplus^-1(dt), dt = exp(U[log 1e-3, log 1e-1]) (computed in double);
 // A_log[c, n] = log(n + 1); D = 1.
 WeightStore random_weights(const ModelConfig& c, uint64_t seed);
+// Same values with an explicit worker count (0 = hardware threads); the bits never depend on it.
+WeightStore random_weights(const ModelConfig& c, uint64_t seed, int num_threads);
+
+// The rule random_weights applies to one canonical tensor, so another implementation (the GPU
+// engine) can regenerate the same values. With u = rng_uniform(seed, stream_id(name), i) and
+// g = rng_normal(seed, stream_id(name), i) for flat element index i:
+//   Normal:   fma(g, a, 0)          (a = std; Linear/embedding/router weights, a = 0.02)
+//   Uniform:  fma(u, b - a, a)      (conv1d weight and bias, dt_proj.weight)
+//   Constant: a                     (norms 1, D 1, projection biases 0)
+//   DtBias:   element c uses u_c = rng_uniform(seed, stream, c); in double,
+//             dt = max(exp(log(1e-3) + u_c * (log(1e-1) - log(1e-3))), 1e-4),
+//             value = float(dt + log(-expm1(-dt)))   (softplus^-1(dt), rounded once)
+//   ALog:     element (c, n) = float(log(double(n + 1))), n = i % period (period = d_state)
+struct InitRule {
+  enum Kind { Normal, Uniform, Constant, DtBias, ALog } kind = Constant;
+  float a = 0.0f;
+  float b = 0.0f;
+  int64_t period = 1;
+};
+InitRule random_init_rule(const std::string& canonical_name, const ModelConfig& c);
+// The value of flat element `index` of tensor `name` under `rule` (host side of the rule above).
+float random_init_value(const InitRule& rule, uint64_t seed, uint64_t stream, int64_t index);
+
+// Checks a store against expected_tensors(c): Error{Format} "missing tensor NAME" or
+// "unexpected tensor NAME", Error{Shape} "NAME has shape [..], expected [..]" (first problem).
+void validate_weights(const WeightStore& w, const ModelConfig& c);
 
 }  // namespace jb

@@ -30,9 +30,11 @@ void apply_rope(Mat<T>& x, int64_t heads, int64_t head_dim, int64_t pos0, double
 // q [Lq, H*hd], k/v [Tk, Hkv*hd]. Query row i sits at absolute position q_pos0 + i; with causal,
 // it sees keys 0..q_pos0+i. Softmax in fp32/T with max subtraction; scale = 1/sqrt(hd).
 // Round::Bf16 rounds the output only (flash kernels keep P in registers; jamba-spec §2.3).
+// window > 0 (sliding-window baselines, config.sliding_window): query at position p also drops
+// keys at positions <= p - window (HF masking rule: key visible iff p - key_pos < window).
 template <class T>
 Mat<T> attention(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, int64_t num_heads,
-                 int64_t num_kv_heads, int64_t q_pos0, bool causal, Round r);
+                 int64_t num_kv_heads, int64_t q_pos0, bool causal, Round r, int64_t window = 0);
 
 // Whole attention mixer on normalised h [L, d]: projections, RoPE if c.use_rope, append to the
 // cache, attention over the whole cache, o_proj.

@@ -10,7 +10,9 @@
 
 namespace jb::cmp {
 
-bool is_inf_or_max(float v) { return std::isinf(v) || v == FLT_MAX || v == -FLT_MAX; }
+bool is_inf_or_max(float v) {
+  return std::isinf(v) || v == FLT_MAX || v == -FLT_MAX;
+}
 
 namespace {
 
@@ -126,7 +128,8 @@ std::vector<CurvePoint> error_curve(const float* out, const float* ref,
     CurvePoint& c = curve[static_cast<size_t>(b)];
     c.pos_begin = b * width;
     c.pos_end = std::min(positions, (b + 1) * width);
-    c.rel_l2 = safe_ratio(std::sqrt(d2[static_cast<size_t>(b)]), std::sqrt(r2[static_cast<size_t>(b)]));
+    c.rel_l2 =
+        safe_ratio(std::sqrt(d2[static_cast<size_t>(b)]), std::sqrt(r2[static_cast<size_t>(b)]));
     c.max_abs = mx[static_cast<size_t>(b)];
   }
   return curve;

@@ -19,20 +19,20 @@
 namespace jb::cmp {
 
 struct Metrics {
-  int64_t count = 0;                 // elements compared
-  int64_t finite_count = 0;          // elements in the numeric metrics below
-  double max_abs = 0;                // max |out - ref|
-  double rel_l2 = 0;                 // ||out - ref||_2 / ||ref||_2 (0/0 := 0, x/0 := inf)
-  double cosine = 1;                 // <out,ref> / (||out|| ||ref||) (both zero := 1)
-  double ref_max_abs = 0;            // max |ref| (finite elements): scale of the atol floor
-  double ref_l2 = 0;                 // ||ref||_2
-  int64_t worst_index = -1;          // argmax |out - ref| (first on ties), -1 if none
+  int64_t count = 0;         // elements compared
+  int64_t finite_count = 0;  // elements in the numeric metrics below
+  double max_abs = 0;        // max |out - ref|
+  double rel_l2 = 0;         // ||out - ref||_2 / ||ref||_2 (0/0 := 0, x/0 := inf)
+  double cosine = 1;         // <out,ref> / (||out|| ||ref||) (both zero := 1)
+  double ref_max_abs = 0;    // max |ref| (finite elements): scale of the atol floor
+  double ref_l2 = 0;         // ||ref||_2
+  int64_t worst_index = -1;  // argmax |out - ref| (first on ties), -1 if none
   double worst_out = 0, worst_ref = 0;
   int64_t nonfinite_mismatches = 0;  // llama.cpp rules above
   int64_t first_nonfinite_index = -1;
   double first_nonfinite_out = 0, first_nonfinite_ref = 0;
-  int64_t inf_matches = 0;           // same-sign infinities (allowed)
-  int64_t bit_mismatches = 0;        // elements whose fp32 bit patterns differ (Exact kind)
+  int64_t inf_matches = 0;     // same-sign infinities (allowed)
+  int64_t bit_mismatches = 0;  // elements whose fp32 bit patterns differ (Exact kind)
 };
 
 // out and ref have n elements each.

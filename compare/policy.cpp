@@ -19,9 +19,12 @@ std::string fmt(const char* f, double a, double b) {
 
 const char* path_name(Path p) {
   switch (p) {
-    case Path::Bf16: return "bf16";
-    case Path::Fp32: return "fp32";
-    case Path::Exact: return "exact";
+    case Path::Bf16:
+      return "bf16";
+    case Path::Fp32:
+      return "fp32";
+    case Path::Exact:
+      return "exact";
   }
   return "unknown";
 }
@@ -34,25 +37,31 @@ Path path_for(const Case& c, CheckKind kind) {
 double bf16_factor(CheckKind kind) {
   switch (kind) {
     case CheckKind::Elementwise:
-    case CheckKind::Reduction: return 2.0;  // FlashAttention's default (ecosystem.md §1.1)
+    case CheckKind::Reduction:
+      return 2.0;  // FlashAttention's default (ecosystem.md §1.1)
     case CheckKind::Scan:
     case CheckKind::State:
-    case CheckKind::Cache: return 3.0;  // FlashAttention's KV-cache factor; state error accumulates
-    case CheckKind::Exact: return 0.0;
+    case CheckKind::Cache:
+      return 3.0;  // FlashAttention's KV-cache factor; state error accumulates
+    case CheckKind::Exact:
+      return 0.0;
   }
   return 2.0;
 }
 
 double fp32_rel_l2_limit(CheckKind kind, int64_t seq_len) {
   switch (kind) {
-    case CheckKind::Elementwise: return 1e-6;
+    case CheckKind::Elementwise:
+      return 1e-6;
     case CheckKind::Reduction:
-    case CheckKind::Cache: return 1e-5;
+    case CheckKind::Cache:
+      return 1e-5;
     case CheckKind::Scan:
     case CheckKind::State:
       // fp32 rounding error of a recurrence grows with its length (ecosystem.md §1.8 fp32 row).
       return 1e-5 * std::max(1.0, static_cast<double>(seq_len) / 4096.0);
-    case CheckKind::Exact: return 0.0;
+    case CheckKind::Exact:
+      return 0.0;
   }
   return 1e-5;
 }
@@ -68,14 +77,15 @@ Verdict judge(Path path, CheckKind kind, const Metrics& k, const Metrics& lp, in
 
   // Non-finite mismatches fail on every path (llama.cpp rules, metrics.hpp).
   if (k.nonfinite_mismatches > 0)
-    v.failures.push_back("non-finite mismatches: " + std::to_string(k.nonfinite_mismatches) +
-                         " (first at index " + std::to_string(k.first_nonfinite_index) +
-                         fmt(": kernel %.9g, truth %.9g)", k.first_nonfinite_out,
-                             k.first_nonfinite_ref));
+    v.failures.push_back(
+        "non-finite mismatches: " + std::to_string(k.nonfinite_mismatches) + " (first at index " +
+        std::to_string(k.first_nonfinite_index) +
+        fmt(": kernel %.9g, truth %.9g)", k.first_nonfinite_out, k.first_nonfinite_ref));
 
   // NaN-safe comparisons: "!(x <= limit)" fails on NaN as well.
   auto check = [&](const char* what, double value, double limit) {
-    if (!(value <= limit)) v.failures.push_back(std::string(what) + fmt(" %.6g > limit %.6g", value, limit));
+    if (!(value <= limit))
+      v.failures.push_back(std::string(what) + fmt(" %.6g > limit %.6g", value, limit));
   };
 
   switch (path) {

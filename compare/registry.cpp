@@ -26,7 +26,8 @@ bool is_value_char(char ch) {
 }
 
 uint64_t parse_seed(const std::string& s, const std::string& v) {
-  if (v.empty() || v[0] == '-' || v[0] == '+') bad_case(s, "seed '" + v + "' is not an unsigned integer");
+  if (v.empty() || v[0] == '-' || v[0] == '+')
+    bad_case(s, "seed '" + v + "' is not an unsigned integer");
   char* end = nullptr;
   errno = 0;
   unsigned long long x = std::strtoull(v.c_str(), &end, 10);
@@ -75,7 +76,8 @@ Case Case::parse(const std::string& s) {
       c.params.emplace_back(key, value);
     }
     if (i == close) break;
-    if (s[i] != ',') bad_case(s, std::string("unexpected '") + s[i] + "' at offset " + std::to_string(i));
+    if (s[i] != ',')
+      bad_case(s, std::string("unexpected '") + s[i] + "' at offset " + std::to_string(i));
     ++i;
     if (i == close) bad_case(s, "trailing ','");
   }
@@ -106,8 +108,8 @@ int64_t Case::geti(const std::string& key) const {
   errno = 0;
   long long x = std::strtoll(v.c_str(), &end, 10);
   if (v.empty() || *end || errno == ERANGE)
-    fail(ErrorKind::Usage, "case " + str() + ": parameter '" + key + "' = '" + v +
-                               "' is not an integer");
+    fail(ErrorKind::Usage,
+         "case " + str() + ": parameter '" + key + "' = '" + v + "' is not an integer");
   return x;
 }
 
@@ -116,8 +118,8 @@ double Case::getf(const std::string& key) const {
   char* end = nullptr;
   double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end)
-    fail(ErrorKind::Usage, "case " + str() + ": parameter '" + key + "' = '" + v +
-                               "' is not a number");
+    fail(ErrorKind::Usage,
+         "case " + str() + ": parameter '" + key + "' = '" + v + "' is not a number");
   return x;
 }
 
@@ -135,11 +137,17 @@ Case& Case::set(const std::string& key, const std::string& value) {
   return *this;
 }
 
-Case& Case::set(const std::string& key, int64_t value) { return set(key, std::to_string(value)); }
+Case& Case::set(const std::string& key, int64_t value) {
+  return set(key, std::to_string(value));
+}
 
-bool Case::big() const { return get("big", "0") == "1"; }
+bool Case::big() const {
+  return get("big", "0") == "1";
+}
 
-std::string Case::dtype() const { return get("dtype", "bf16"); }
+std::string Case::dtype() const {
+  return get("dtype", "bf16");
+}
 
 bool Case::operator==(const Case& o) const {
   return op == o.op && params == o.params && seed == o.seed;
@@ -147,12 +155,18 @@ bool Case::operator==(const Case& o) const {
 
 const char* check_kind_name(CheckKind k) {
   switch (k) {
-    case CheckKind::Elementwise: return "elementwise";
-    case CheckKind::Reduction: return "reduction";
-    case CheckKind::Scan: return "scan";
-    case CheckKind::State: return "state";
-    case CheckKind::Cache: return "cache";
-    case CheckKind::Exact: return "exact";
+    case CheckKind::Elementwise:
+      return "elementwise";
+    case CheckKind::Reduction:
+      return "reduction";
+    case CheckKind::Scan:
+      return "scan";
+    case CheckKind::State:
+      return "state";
+    case CheckKind::Cache:
+      return "cache";
+    case CheckKind::Exact:
+      return "exact";
   }
   return "unknown";
 }
@@ -160,7 +174,8 @@ const char* check_kind_name(CheckKind k) {
 void Registry::add(OpInfo op) {
   if (op.name.empty()) fail(ErrorKind::Internal, "registry: op with an empty name");
   for (char ch : op.name)
-    if (!is_key_char(ch)) fail(ErrorKind::Internal, "registry: op name '" + op.name + "' is not [A-Za-z0-9_]+");
+    if (!is_key_char(ch))
+      fail(ErrorKind::Internal, "registry: op name '" + op.name + "' is not [A-Za-z0-9_]+");
   if (find(op.name)) fail(ErrorKind::Internal, "registry: op " + op.name + " registered twice");
   if (!op.cases) fail(ErrorKind::Internal, "registry: op " + op.name + " has no case grid");
   ops_.push_back(std::move(op));

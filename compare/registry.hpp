@@ -18,17 +18,17 @@ struct Case {
   std::vector<std::pair<std::string, std::string>> params;  // in print order, seed excluded
   uint64_t seed = 1;
 
-  std::string str() const;  // OP(k=v,...,seed=S)
+  std::string str() const;                  // OP(k=v,...,seed=S)
   static Case parse(const std::string& s);  // Error{Usage} on a malformed string
   bool has(const std::string& key) const;
-  std::string get(const std::string& key) const;  // Error{Usage} if missing
+  std::string get(const std::string& key) const;                          // Error{Usage} if missing
   std::string get(const std::string& key, const std::string& def) const;  // def if missing
   int64_t geti(const std::string& key) const;
   double getf(const std::string& key) const;
   Case& set(const std::string& key, const std::string& value);
   Case& set(const std::string& key, int64_t value);
-  bool big() const;            // params has big=1 (excluded by --quick)
-  std::string dtype() const;   // the "dtype" param, "bf16" if absent (selects the gate path)
+  bool big() const;           // params has big=1 (excluded by --quick)
+  std::string dtype() const;  // the "dtype" param, "bf16" if absent (selects the gate path)
   bool operator==(const Case& o) const;
 };
 
@@ -54,18 +54,18 @@ using Outputs = std::vector<NamedTensor>;
 enum class Precision { Truth, Bf16 };
 
 struct KernelRun {
-  bool guards_ok = true;       // set false by the op if a guard region was overwritten
-  std::string variant;         // kernel variant that ran (recorded in results)
+  bool guards_ok = true;  // set false by the op if a guard region was overwritten
+  std::string variant;    // kernel variant that ran (recorded in results)
   std::vector<std::string> notes;
 };
 
 struct OpInfo {
-  std::string name;         // "SSM_SCAN"
-  std::string family;       // "mamba", "attention", "moe", "norm", ...
-  std::string description;  // one line
-  std::function<std::vector<Case>()> cases;                       // the full grid
-  std::function<Outputs(const Case&, Precision)> reference;       // CPU, same inputs
-  std::function<Outputs(const Case&, KernelRun&)> kernel;         // GPU; empty if none
+  std::string name;                          // "SSM_SCAN"
+  std::string family;                        // "mamba", "attention", "moe", "norm", ...
+  std::string description;                   // one line
+  std::function<std::vector<Case>()> cases;  // the full grid
+  std::function<Outputs(const Case&, Precision)> reference;  // CPU, same inputs
+  std::function<Outputs(const Case&, KernelRun&)> kernel;    // GPU; empty if none
   // Non-empty: the kernel is allowed to differ bitwise between two runs (atomics, split-K).
   std::string nondeterministic_reason;
   // Cases too large for the CPU-side quick checks in CI (e.g. L=64K) carry "big=1".

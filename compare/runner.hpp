@@ -10,6 +10,7 @@
 #include "compare/metrics.hpp"
 #include "compare/policy.hpp"
 #include "compare/registry.hpp"
+#include "core/result.hpp"
 
 namespace jb::cmp {
 
@@ -35,7 +36,7 @@ struct CaseResult {
   Status status = Status::Skipped;
   std::string reason;  // why skipped / failed / error (one line)
   bool kernel_ran = false;
-  bool deterministic = true;  // two runs gave identical bits
+  bool deterministic = true;            // two runs gave identical bits
   std::string nondeterministic_reason;  // op's allow-list entry when !deterministic
   bool guards_ok = true;
   std::vector<TensorResult> tensors;
@@ -54,6 +55,9 @@ struct RunOptions {
   std::string dump_dir;  // "" = no HDF5 dumps on failure
   // Force "no GPU" (tests of the skip path on GPU machines).
   bool pretend_no_gpu = false;
+  // Tests of the runner itself only: call kernel lambdas even without a GPU (they must be fake,
+  // CPU-side kernels). Never set by jambench.
+  bool run_without_gpu = false;
 };
 
 // Whether kernels can run in this process: a CUDA build and a usable device. On false, *reason
@@ -76,13 +80,15 @@ struct Selection {
 std::vector<std::pair<const OpInfo*, Case>> select_cases(const Registry& reg, const Selection& s);
 
 // JSON of one case, in the result schema's kernel_check shape (ecosystem.md §3.6). Non-finite
-// numbers are written as the strings "nan", "inf", "-inf" (nlohmann would write null).
+// numbers are written as the strings "nan", "inf", "-inf" (jb::json_number, core/result.hpp).
 nlohmann::json to_json(const CaseResult& r);
-// The whole document: {schema_version, run, benchmark:{kind:"kernel_check"}, results, status}.
-nlohmann::json results_document(const std::vector<CaseResult>& results,
-                                const std::vector<std::string>& argv = {});
-// A double as JSON: a number when finite, else "nan" / "inf" / "-inf".
-nlohmann::json json_number(double v);
+// The whole document (core/result.hpp): run/device metadata, benchmark {kind: "kernel_check",
+// params}, results, summary counts in params, and status: "ok" when every case passed, "fail" if
+// any failed or errored, else "skipped" (a run where some case did not run is never "ok").
+ResultDoc results_document(const std::vector<CaseResult>& results,
+                           nlohmann::json params = nlohmann::json::object());
+
+std::string shape_to_string(const std::vector<int64_t>& shape);  // "[2,3]"
 
 // Write the failure dump of one case: attributes case, seed, op, variant; for each tensor the
 // datasets <name>/kernel, <name>/truth, <name>/lp (fp32, the tensor's shape). Returns the path.

@@ -171,7 +171,9 @@ class FieldReader {
   std::set<std::string> names_;
 };
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Reads one config.json object into a ModelConfig without validating it. Field names and defaults
 // follow the HF config classes: JambaConfig (jamba-spec §3.2), MixtralConfig, MistralConfig and
@@ -183,8 +185,8 @@ ModelConfig read_config(const json& j, std::vector<std::string>& errors,
   ModelConfig c;
   c.model_type = f.string("model_type", "", /*required=*/true);
   if (!c.model_type.empty() && !is_known_model_type(c.model_type)) {
-    errors.push_back("unknown model_type '" + c.model_type + "' (supported: " +
-                     join(known_model_types(), ", ") + ")");
+    errors.push_back("unknown model_type '" + c.model_type +
+                     "' (supported: " + join(known_model_types(), ", ") + ")");
   }
   if (!errors.empty()) return c;  // without a model_type the field names are unknown
   const bool jamba = c.model_type == "jamba";
@@ -196,8 +198,7 @@ ModelConfig read_config(const json& j, std::vector<std::string>& errors,
   c.num_hidden_layers = f.integer("num_hidden_layers", std::nullopt);
   c.num_attention_heads = f.integer("num_attention_heads", std::nullopt);
   // null or absent -> one KV head per query head (JambaConfig, LlamaConfig, MistralConfig).
-  c.num_key_value_heads =
-      f.integer("num_key_value_heads", c.num_attention_heads, /*null_ok=*/true);
+  c.num_key_value_heads = f.integer("num_key_value_heads", c.num_attention_heads, /*null_ok=*/true);
   c.rms_norm_eps = f.number("rms_norm_eps", jamba ? 1e-6 : (c.model_type == "llama" ? 1e-6 : 1e-5));
 
   // head_dim is not a Jamba config field (hidden / heads); newer Mistral/Llama configs carry it.
@@ -290,8 +291,7 @@ ModelConfig read_config(const json& j, std::vector<std::string>& errors,
 json parse_strict(const std::string& text, const std::string& origin) {
   std::vector<std::set<std::string>> open_objects;
   std::vector<std::string> duplicates;
-  json::parser_callback_t track_keys = [&](int /*depth*/, json::parse_event_t event,
-                                           json& parsed) {
+  json::parser_callback_t track_keys = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
     switch (event) {
       case json::parse_event_t::object_start:
         open_objects.emplace_back();
@@ -364,8 +364,8 @@ void check_max(std::vector<std::string>& errors, const char* field, int64_t v, i
 void validate_config(const ModelConfig& c) {
   std::vector<std::string> errors;
   if (!is_known_model_type(c.model_type)) {
-    errors.push_back("unknown model_type '" + c.model_type + "' (supported: " +
-                     join(known_model_types(), ", ") + ")");
+    errors.push_back("unknown model_type '" + c.model_type +
+                     "' (supported: " + join(known_model_types(), ", ") + ")");
   }
   check_positive(errors, "vocab_size", c.vocab_size);
   check_positive(errors, "hidden_size", c.hidden_size);
@@ -448,8 +448,7 @@ void validate_config(const ModelConfig& c) {
   if (c.sliding_window && *c.sliding_window <= 0)
     errors.push_back("sliding_window must be positive or null (got " +
                      std::to_string(*c.sliding_window) + ")");
-  if (c.max_position_embeddings < 0)
-    errors.push_back("max_position_embeddings must be >= 0");
+  if (c.max_position_embeddings < 0) errors.push_back("max_position_embeddings must be >= 0");
   for (int64_t id : c.eos_token_ids)
     if (id < 0) errors.push_back("eos_token_id must be >= 0 (got " + std::to_string(id) + ")");
 
@@ -481,8 +480,8 @@ std::string config_to_json(const ModelConfig& c) {
   ojson j;
   const bool jamba = c.model_type == "jamba";
   const bool mixtral = c.model_type == "mixtral";
-  const char* arch = jamba     ? "JambaForCausalLM"
-                     : mixtral ? "MixtralForCausalLM"
+  const char* arch = jamba                       ? "JambaForCausalLM"
+                     : mixtral                   ? "MixtralForCausalLM"
                      : c.model_type == "mistral" ? "MistralForCausalLM"
                                                  : "LlamaForCausalLM";
   j["architectures"] = ojson::array({arch});
@@ -545,14 +544,14 @@ bool same_architecture(const ModelConfig& a, const ModelConfig& b, std::string* 
     if (difference) *difference = std::string(field) + ": " + x + " vs " + y;
     return false;
   };
-#define JB_SAME(field)                                                                 \
-  if (!(a.field == b.field)) {                                                         \
-    std::ostringstream xs, ys;                                                         \
-    xs.precision(17);                                                                  \
-    ys.precision(17);                                                                  \
-    xs << a.field;                                                                     \
-    ys << b.field;                                                                     \
-    return differ(#field, xs.str(), ys.str());                                         \
+#define JB_SAME(field)                         \
+  if (!(a.field == b.field)) {                 \
+    std::ostringstream xs, ys;                 \
+    xs.precision(17);                          \
+    ys.precision(17);                          \
+    xs << a.field;                             \
+    ys << b.field;                             \
+    return differ(#field, xs.str(), ys.str()); \
   }
   JB_SAME(model_type);
   JB_SAME(vocab_size);
@@ -614,11 +613,10 @@ ModelConfig apply_overrides(ModelConfig c, const std::vector<std::string>& overr
     const std::string key = ov.substr(0, eq);
     const std::string text = ov.substr(eq + 1);
     if (!known.count(key)) {
-      fail(ErrorKind::Config, "override '" + ov + "': '" + key +
-                                  "' is not a config field for model_type '" + c.model_type +
-                                  "' (known: " +
-                                  join(std::vector<std::string>(known.begin(), known.end()), ", ") +
-                                  ")");
+      fail(ErrorKind::Config,
+           "override '" + ov + "': '" + key + "' is not a config field for model_type '" +
+               c.model_type + "' (known: " +
+               join(std::vector<std::string>(known.begin(), known.end()), ", ") + ")");
     }
     // JSON literals (numbers, true/false, null, lists) keep their type; anything else is a string
     // (so mamba_dt_rank=auto works without quotes).

@@ -35,7 +35,9 @@ ModelConfig jamba_base() {
   return c;
 }
 
-int64_t dt_rank_auto(int64_t hidden) { return (hidden + 15) / 16; }
+int64_t dt_rank_auto(int64_t hidden) {
+  return (hidden + 15) / 16;
+}
 
 // jamba-spec §4.1 (config.json of ai21labs/Jamba-v0.1, main).
 ModelConfig jamba_v01() {
@@ -55,10 +57,10 @@ ModelConfig jamba_v01() {
 ModelConfig jamba_15_mini() {
   ModelConfig c = jamba_v01();
   c.eos_token_ids = {2, 518};
-  c.derived_fields = {"vocab_size",          "hidden_size",       "intermediate_size",
+  c.derived_fields = {"vocab_size",          "hidden_size",         "intermediate_size",
                       "num_hidden_layers",   "num_attention_heads", "num_key_value_heads",
-                      "attn_layer_period",   "attn_layer_offset", "expert_layer_period",
-                      "expert_layer_offset", "num_experts",       "mamba_dt_rank",
+                      "attn_layer_period",   "attn_layer_offset",   "expert_layer_period",
+                      "expert_layer_offset", "num_experts",         "mamba_dt_rank",
                       "eos_token_id"};
   return c;
 }
@@ -76,10 +78,10 @@ ModelConfig jamba_15_large() {
   c.head_dim = 128;
   c.mamba_dt_rank = dt_rank_auto(8192);
   c.eos_token_ids = {2, 518};
-  c.derived_fields = {"num_hidden_layers", "intermediate_size", "mamba_dt_rank",
-                      "head_dim",          "vocab_size",        "attn_layer_offset",
-                      "expert_layer_offset", "mamba_d_state",   "mamba_d_conv",
-                      "mamba_expand",      "eos_token_id"};
+  c.derived_fields = {
+      "num_hidden_layers", "intermediate_size", "mamba_dt_rank",       "head_dim",
+      "vocab_size",        "attn_layer_offset", "expert_layer_offset", "mamba_d_state",
+      "mamba_d_conv",      "mamba_expand",      "eos_token_id"};
   return c;
 }
 
@@ -286,7 +288,9 @@ const std::vector<Variant>& variants() {
   using V = std::vector<std::string>;
   static const std::vector<Variant> vs = {
       {"attn-only", "pure attention: every layer attention",
-       [](const ModelConfig&) { return V{"attn_layer_period=1", "attn_layer_offset=0"}; }},
+       [](const ModelConfig&) {
+         return V{"attn_layer_period=1", "attn_layer_offset=0"};
+       }},
       // period L+1, offset L: valid under HF's offset < period rule and matches no layer < L.
       {"mamba-only", "pure Mamba: no attention layer",
        [](const ModelConfig& c) {
@@ -294,13 +298,21 @@ const std::vector<Variant>& variants() {
                   "attn_layer_offset=" + std::to_string(c.num_hidden_layers)};
        }},
       {"a1m3", "attention:Mamba 1:3 (period 4, offset 2)",
-       [](const ModelConfig&) { return V{"attn_layer_period=4", "attn_layer_offset=2"}; }},
+       [](const ModelConfig&) {
+         return V{"attn_layer_period=4", "attn_layer_offset=2"};
+       }},
       {"a1m7", "attention:Mamba 1:7 (period 8, offset 4)",
-       [](const ModelConfig&) { return V{"attn_layer_period=8", "attn_layer_offset=4"}; }},
+       [](const ModelConfig&) {
+         return V{"attn_layer_period=8", "attn_layer_offset=4"};
+       }},
       {"no-moe", "dense MLP in every layer",
-       [](const ModelConfig&) { return V{"num_experts=1", "num_experts_per_tok=1"}; }},
+       [](const ModelConfig&) {
+         return V{"num_experts=1", "num_experts_per_tok=1"};
+       }},
       {"moe-every-layer", "MoE in every layer (expert period 1, offset 0)",
-       [](const ModelConfig&) { return V{"expert_layer_period=1", "expert_layer_offset=0"}; }},
+       [](const ModelConfig&) {
+         return V{"expert_layer_period=1", "expert_layer_offset=0"};
+       }},
       {"top1", "top-1 routing", [](const ModelConfig&) { return V{"num_experts_per_tok=1"}; }},
       {"8-experts", "8 experts per MoE layer",
        [](const ModelConfig&) { return V{"num_experts=8"}; }},
@@ -320,8 +332,8 @@ const std::vector<Variant>& variants() {
 // reachable by composition, e.g. for a baseline).
 const std::vector<std::string>& standard_variants() {
   static const std::vector<std::string> names = {
-      "attn-only", "mamba-only", "a1m3",       "a1m7", "no-moe",
-      "moe-every-layer", "top1", "8-experts", "16-experts", "rope", "no-inner-norms"};
+      "attn-only", "mamba-only", "a1m3",       "a1m7", "no-moe",        "moe-every-layer",
+      "top1",      "8-experts",  "16-experts", "rope", "no-inner-norms"};
   return names;
 }
 
@@ -351,7 +363,8 @@ ModelConfig preset(const std::string& name) {
   size_t start = 0;
   while (true) {
     size_t plus = name.find('+', start);
-    parts.push_back(name.substr(start, plus == std::string::npos ? std::string::npos : plus - start));
+    parts.push_back(
+        name.substr(start, plus == std::string::npos ? std::string::npos : plus - start));
     if (plus == std::string::npos) break;
     start = plus + 1;
   }

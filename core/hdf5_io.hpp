@@ -42,13 +42,27 @@ class Handle {
 };
 
 // Typed wrappers: same handle, named for what they hold.
-struct File : Handle { using Handle::Handle; };
-struct Group : Handle { using Handle::Handle; };
-struct Dataset : Handle { using Handle::Handle; };
-struct Dataspace : Handle { using Handle::Handle; };
-struct Attribute : Handle { using Handle::Handle; };
-struct Datatype : Handle { using Handle::Handle; };
-struct PropList : Handle { using Handle::Handle; };
+struct File : Handle {
+  using Handle::Handle;
+};
+struct Group : Handle {
+  using Handle::Handle;
+};
+struct Dataset : Handle {
+  using Handle::Handle;
+};
+struct Dataspace : Handle {
+  using Handle::Handle;
+};
+struct Attribute : Handle {
+  using Handle::Handle;
+};
+struct Datatype : Handle {
+  using Handle::Handle;
+};
+struct PropList : Handle {
+  using Handle::Handle;
+};
 
 template <class T>
 struct Array {
@@ -71,9 +85,7 @@ class Writer {
   // Raw bf16 bits as uint16, with attribute source_dtype = "bfloat16".
   void write_bf16_bits(const std::string& path, const std::vector<int64_t>& shape,
                        const uint16_t* data);
-  void write_tensor(const std::string& path, const Tensor& t) {
-    write_f32(path, t.shape, t.ptr());
-  }
+  void write_tensor(const std::string& path, const Tensor& t) { write_f32(path, t.shape, t.ptr()); }
 
   // Attributes on a dataset or group; "/" is the root group. Replaces an existing attribute.
   void set_attr(const std::string& object, const std::string& name, const std::string& value);
@@ -82,6 +94,9 @@ class Writer {
   }
   void set_attr(const std::string& object, const std::string& name, double value);
   void set_attr(const std::string& object, const std::string& name, int64_t value);
+  void set_attr(const std::string& object, const std::string& name, int value) {
+    set_attr(object, name, static_cast<int64_t>(value));
+  }
 
   // Closes the file and renames PATH.tmp to PATH. Error{Io} on failure.
   void close();

@@ -34,18 +34,30 @@ std::optional<HfName> map_layer_rest(const std::string& layer, const std::string
     return HfName{HfNameKind::Rename, p + canonical_rest};
   };
   static const char* same[] = {
-      "input_layernorm.weight",      "pre_ff_layernorm.weight",
-      "self_attn.q_proj.weight",     "self_attn.k_proj.weight",
-      "self_attn.v_proj.weight",     "self_attn.o_proj.weight",
-      "mamba.in_proj.weight",        "mamba.in_proj.bias",
-      "mamba.conv1d.weight",         "mamba.conv1d.bias",
-      "mamba.x_proj.weight",         "mamba.dt_proj.weight",
-      "mamba.dt_proj.bias",          "mamba.A_log",
-      "mamba.D",                     "mamba.out_proj.weight",
-      "mamba.out_proj.bias",         "mamba.dt_layernorm.weight",
-      "mamba.b_layernorm.weight",    "mamba.c_layernorm.weight",
-      "feed_forward.gate_proj.weight", "feed_forward.up_proj.weight",
-      "feed_forward.down_proj.weight", "feed_forward.router.weight",
+      "input_layernorm.weight",
+      "pre_ff_layernorm.weight",
+      "self_attn.q_proj.weight",
+      "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight",
+      "self_attn.o_proj.weight",
+      "mamba.in_proj.weight",
+      "mamba.in_proj.bias",
+      "mamba.conv1d.weight",
+      "mamba.conv1d.bias",
+      "mamba.x_proj.weight",
+      "mamba.dt_proj.weight",
+      "mamba.dt_proj.bias",
+      "mamba.A_log",
+      "mamba.D",
+      "mamba.out_proj.weight",
+      "mamba.out_proj.bias",
+      "mamba.dt_layernorm.weight",
+      "mamba.b_layernorm.weight",
+      "mamba.c_layernorm.weight",
+      "feed_forward.gate_proj.weight",
+      "feed_forward.up_proj.weight",
+      "feed_forward.down_proj.weight",
+      "feed_forward.router.weight",
   };
   for (const char* s : same)
     if (rest == s) return rename(rest);
@@ -154,7 +166,9 @@ std::vector<HfPiece> plan_hf_mapping(
         const int64_t slab = shape_numel({shape[1], shape[2]});
         for (int64_t e = 0; e < shape[0]; ++e)
           add(HfPiece{m->canonical + std::to_string(e) + ".down_proj.weight",
-                      {shape[1], shape[2]}, name, e * slab});
+                      {shape[1], shape[2]},
+                      name,
+                      e * slab});
         break;
       }
     }
@@ -164,7 +178,8 @@ std::vector<HfPiece> plan_hf_mapping(
     std::string msg = std::to_string(unknown.size()) +
                       " checkpoint tensor(s) with names this loader does not know (a checkpoint "
                       "of another architecture?): ";
-    for (size_t i = 0; i < unknown.size() && i < 5; ++i) msg += (i ? ", '" : "'") + unknown[i] + "'";
+    for (size_t i = 0; i < unknown.size() && i < 5; ++i)
+      msg += (i ? ", '" : "'") + unknown[i] + "'";
     if (unknown.size() > 5) msg += ", ...";
     fail(ErrorKind::Format, msg);
   }
@@ -178,7 +193,8 @@ Tensor extract_hf_piece(const HfPiece& piece, const Tensor& source) {
   const int64_t n = shape_numel(piece.shape);
   int64_t end;
   if (piece.offset < 0 || __builtin_add_overflow(piece.offset, n, &end) || end > source.numel())
-    fail(ErrorKind::Internal, "piece '" + piece.canonical + "' lies outside '" + piece.source + "'");
+    fail(ErrorKind::Internal,
+         "piece '" + piece.canonical + "' lies outside '" + piece.source + "'");
   Tensor t;
   t.shape = piece.shape;
   t.source_dtype = source.source_dtype;

@@ -30,7 +30,8 @@ enum class HfNameKind {
 
 struct HfName {
   HfNameKind kind = HfNameKind::Rename;
-  // Rename: the canonical name. Fused: the canonical prefix "model.layers.{i}.feed_forward.experts."
+  // Rename: the canonical name. Fused: the canonical prefix
+  // "model.layers.{i}.feed_forward.experts."
   std::string canonical;
 };
 

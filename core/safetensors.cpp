@@ -32,7 +32,9 @@ namespace {
   fail(ErrorKind::Format, origin + ": " + what);
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+std::string squote(const std::string& s) {
+  return "'" + s + "'";
+}
 
 // Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. Returns
 // the offset of the first bad byte or npos.
@@ -99,7 +101,13 @@ int max_json_depth(const char* s, size_t n) {
 // callback.
 json parse_json_unique_keys(const char* text, size_t n, const std::string& origin,
                             const char* what) {
-  if (max_json_depth(text, n) > 16) format_error(origin, std::string(what) + " is nested too deeply");
+  // nlohmann's lexer takes a NUL byte for the end of input, which would accept "{}\0garbage";
+  // JSON has no raw NUL anywhere (in strings it must be escaped), so it is rejected here.
+  if (const void* nul = std::memchr(text, 0, n))
+    format_error(origin, std::string(what) + " is not valid JSON (NUL byte at offset " +
+                             std::to_string(static_cast<const char*>(nul) - text) + ")");
+  if (max_json_depth(text, n) > 16)
+    format_error(origin, std::string(what) + " is nested too deeply");
   std::vector<std::set<std::string>> keys_per_object;
   std::string duplicate;
   json::parser_callback_t track = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
@@ -109,8 +117,7 @@ json parse_json_unique_keys(const char* text, size_t n, const std::string& origi
         break;
       case json::parse_event_t::key:
         if (!keys_per_object.empty() &&
-            !keys_per_object.back().insert(parsed.get<std::string>()).second &&
-            duplicate.empty())
+            !keys_per_object.back().insert(parsed.get<std::string>()).second && duplicate.empty())
           duplicate = parsed.get<std::string>();
         break;
       case json::parse_event_t::object_end:
@@ -127,7 +134,8 @@ json parse_json_unique_keys(const char* text, size_t n, const std::string& origi
   } catch (const json::exception& e) {
     format_error(origin, std::string(what) + " is not valid JSON (" + e.what() + ")");
   }
-  if (!duplicate.empty()) format_error(origin, "duplicate key " + quoted(duplicate) + " in " + what);
+  if (!duplicate.empty())
+    format_error(origin, "duplicate key " + squote(duplicate) + " in " + what);
   return j;
 }
 
@@ -137,7 +145,7 @@ uint64_t get_u64(const json& v, bool& ok) {
 }
 
 SafetensorsEntry parse_entry(const std::string& name, const json& v, const std::string& origin) {
-  const std::string where = "tensor " + quoted(name) + ": ";
+  const std::string where = "tensor " + squote(name) + ": ";
   if (!v.is_object()) format_error(origin, where + "entry is not an object");
   SafetensorsEntry e;
   e.name = name;
@@ -157,7 +165,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, const std::
       if (!val.is_array()) format_error(origin, where + "shape is not an array");
       for (const json& d : val) {
         if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)
-          format_error(origin, where + "negative dimension " + d.dump() + " in shape " + val.dump());
+          format_error(origin,
+                       where + "negative dimension " + d.dump() + " in shape " + val.dump());
         if (!d.is_number_unsigned())
           format_error(origin, where + "shape " + val.dump() + " is not a list of integers");
         const uint64_t u = d.get<uint64_t>();
@@ -173,10 +182,11 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, const std::
       e.begin = get_u64(val[0], ok0);
       e.end = get_u64(val[1], ok1);
       if (!ok0 || !ok1)
-        format_error(origin, where + "data_offsets " + val.dump() + " are not non-negative integers");
+        format_error(origin,
+                     where + "data_offsets " + val.dump() + " are not non-negative integers");
       have_offsets = true;
     } else {
-      format_error(origin, where + "unexpected field " + quoted(key));
+      format_error(origin, where + "unexpected field " + squote(key));
     }
   }
   if (!have_dtype) format_error(origin, where + "missing dtype");
@@ -212,12 +222,10 @@ SafetensorsHeader parse_safetensors_header(const char* header, uint64_t header_l
                              std::to_string(kSafetensorsMaxHeader) + " bytes)");
   uint64_t data_start;
   if (__builtin_add_overflow(uint64_t{8}, header_len, &data_start) || data_start > file_size)
-    format_error(origin, "header length " + std::to_string(header_len) +
-                             " exceeds the file size " + std::to_string(file_size) +
-                             " (truncated file?)");
+    format_error(origin, "header length " + std::to_string(header_len) + " exceeds the file size " +
+                             std::to_string(file_size) + " (truncated file?)");
   // (4) starts with '{', UTF-8, JSON of the expected schema, no duplicate keys.
-  if (header_len == 0 || header[0] != '{')
-    format_error(origin, "header does not start with '{'");
+  if (header_len == 0 || header[0] != '{') format_error(origin, "header does not start with '{'");
   const size_t bad = first_invalid_utf8(reinterpret_cast<const unsigned char*>(header),
                                         static_cast<size_t>(header_len));
   if (bad != std::string::npos)
@@ -234,7 +242,7 @@ SafetensorsHeader parse_safetensors_header(const char* header, uint64_t header_l
       if (!it.value().is_object()) format_error(origin, "__metadata__ is not an object");
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
         if (!m.value().is_string())
-          format_error(origin, "__metadata__ value for " + quoted(m.key()) + " is not a string");
+          format_error(origin, "__metadata__ value for " + squote(m.key()) + " is not a string");
         h.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -252,9 +260,10 @@ SafetensorsHeader parse_safetensors_header(const char* header, uint64_t header_l
             });
   uint64_t expected_begin = 0;
   for (const SafetensorsEntry& e : h.tensors) {
-    const std::string where = "tensor " + quoted(e.name) + ": ";
+    const std::string where = "tensor " + squote(e.name) + ": ";
     if (e.end < e.begin)
-      format_error(origin, where + "invalid offset: data_offsets " + offsets_str(e) + " end before begin");
+      format_error(origin,
+                   where + "invalid offset: data_offsets " + offsets_str(e) + " end before begin");
     if (e.begin < expected_begin)
       format_error(origin, where + "invalid offset: data_offsets " + offsets_str(e) +
                                " overlap the previous tensor, which ends at " +
@@ -373,7 +382,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
 
 const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   const SafetensorsEntry* e = header_.find(name);
-  if (!e) format_error(path(), "no tensor " + quoted(name));
+  if (!e) format_error(path(), "no tensor " + squote(name));
   return *e;
 }
 
@@ -489,7 +498,7 @@ std::vector<uint8_t> encode_from_f32(Dtype dtype, const float* values, int64_t c
 
 void SafetensorsWriter::add(const std::string& name, const Tensor& values, Dtype dtype) {
   if (values.numel() != shape_numel(values.shape))
-    fail(ErrorKind::Shape, "tensor " + quoted(name) + " holds " + std::to_string(values.numel()) +
+    fail(ErrorKind::Shape, "tensor " + squote(name) + " holds " + std::to_string(values.numel()) +
                                " values for shape " + shape_str(values.shape));
   add_raw(name, dtype, values.shape, encode_from_f32(dtype, values.ptr(), values.numel()));
 }
@@ -497,11 +506,11 @@ void SafetensorsWriter::add(const std::string& name, const Tensor& values, Dtype
 void SafetensorsWriter::add_raw(const std::string& name, Dtype dtype,
                                 const std::vector<int64_t>& shape, std::vector<uint8_t> bytes) {
   if (name == "__metadata__") fail(ErrorKind::Format, "'__metadata__' is not a tensor name");
-  if (items_.count(name)) fail(ErrorKind::Format, "tensor " + quoted(name) + " added twice");
+  if (items_.count(name)) fail(ErrorKind::Format, "tensor " + squote(name) + " added twice");
   int64_t need;
   if (__builtin_mul_overflow(shape_numel(shape), dtype_size(dtype), &need) ||
       static_cast<uint64_t>(need) != bytes.size())
-    fail(ErrorKind::Shape, "tensor " + quoted(name) + ": " + std::to_string(bytes.size()) +
+    fail(ErrorKind::Shape, "tensor " + squote(name) + ": " + std::to_string(bytes.size()) +
                                " bytes for shape " + shape_str(shape) + " of " + dtype_name(dtype));
   items_[name] = Item{dtype, shape, std::move(bytes)};
 }
@@ -512,9 +521,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   uint64_t offset = 0;
   for (const auto& [name, item] : items_) {  // std::map: sorted by name
     const uint64_t end = offset + item.bytes.size();
-    header[name] = {{"dtype", dtype_name(item.dtype)},
-                    {"shape", item.shape},
-                    {"data_offsets", {offset, end}}};
+    header[name] = {
+        {"dtype", dtype_name(item.dtype)}, {"shape", item.shape}, {"data_offsets", {offset, end}}};
     offset = end;
   }
   std::string text = header.dump();
@@ -556,14 +564,14 @@ SafetensorsIndex parse_safetensors_index(const std::string& text, const std::str
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     const std::string& tensor = it.key();
     if (!it.value().is_string())
-      format_error(origin, "weight_map entry for " + quoted(tensor) + " is not a file name");
+      format_error(origin, "weight_map entry for " + squote(tensor) + " is not a file name");
     const std::string file = it.value().get<std::string>();
     // A shard name must be a plain file next to the index: anything else could read files
     // outside the checkpoint directory.
     if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
         file.find('\\') != std::string::npos || file.find('\0') != std::string::npos)
-      format_error(origin, "path traversal: weight_map entry for " + quoted(tensor) + " is " +
-                               quoted(file) + ", not a plain file name");
+      format_error(origin, "path traversal: weight_map entry for " + squote(tensor) + " is " +
+                               squote(file) + ", not a plain file name");
     idx.weight_map[tensor] = file;
   }
   const auto meta = j.find("metadata");
@@ -611,7 +619,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
       fail(ErrorKind::Io, path + ": no model.safetensors or model.safetensors.index.json");
   } else if (fs::is_regular_file(path, ec)) {
     const std::string suffix = ".index.json";
-    if (path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (path.size() >= suffix.size() &&
+        path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)
       index = path;
     else
       single = path;
@@ -635,8 +644,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
     if (shard_of_file.count(file)) continue;
     const fs::path shard = dir / file;
     if (!fs::is_regular_file(shard, ec))
-      format_error(index, "missing shard " + quoted(file) + " (listed for tensor " +
-                              quoted(tensor) + ")");
+      format_error(index,
+                   "missing shard " + squote(file) + " (listed for tensor " + squote(tensor) + ")");
     shard_of_file[file] = ck.files_.size();
     ck.files_.push_back(std::make_unique<SafetensorsFile>(shard.string()));
   }
@@ -645,19 +654,19 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
     for (const SafetensorsEntry& e : ck.files_[i]->header().tensors) {
       const auto it = idx.weight_map.find(e.name);
       if (it == idx.weight_map.end())
-        format_error(index, "tensor " + quoted(e.name) + " in shard " + quoted(file) +
+        format_error(index, "tensor " + squote(e.name) + " in shard " + squote(file) +
                                 " is not in the weight_map");
       if (it->second != file)
-        format_error(index, "tensor " + quoted(e.name) + " is in shard " + quoted(file) +
-                                " but the weight_map says " + quoted(it->second));
+        format_error(index, "tensor " + squote(e.name) + " is in shard " + squote(file) +
+                                " but the weight_map says " + squote(it->second));
       total += e.nbytes();  // no overflow: each shard's sizes were checked against its file
       ck.where_[e.name] = i;
     }
   }
   for (const auto& [tensor, file] : idx.weight_map)
     if (!ck.where_.count(tensor))
-      format_error(index, "weight_map lists tensor " + quoted(tensor) + " in shard " +
-                              quoted(file) + ", which does not contain it");
+      format_error(index, "weight_map lists tensor " + squote(tensor) + " in shard " +
+                              squote(file) + ", which does not contain it");
   if (idx.has_total_size && idx.total_size != total)
     ck.warnings_.push_back(index + ": metadata.total_size is " + std::to_string(idx.total_size) +
                            " but the shards hold " + std::to_string(total) + " tensor bytes");
@@ -672,19 +681,19 @@ std::vector<std::string> SafetensorsCheckpoint::names() const {
 
 const SafetensorsEntry& SafetensorsCheckpoint::entry(const std::string& name) const {
   const auto it = where_.find(name);
-  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + quoted(name));
+  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + squote(name));
   return files_[it->second]->entry(name);
 }
 
 Tensor SafetensorsCheckpoint::read(const std::string& name) const {
   const auto it = where_.find(name);
-  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + quoted(name));
+  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + squote(name));
   return files_[it->second]->read(name);
 }
 
 std::vector<uint8_t> SafetensorsCheckpoint::read_raw(const std::string& name) const {
   const auto it = where_.find(name);
-  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + quoted(name));
+  if (it == where_.end()) fail(ErrorKind::Format, "checkpoint has no tensor " + squote(name));
   return files_[it->second]->read_raw(name);
 }
 

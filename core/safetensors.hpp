@@ -33,15 +33,15 @@ struct SafetensorsEntry {
 };
 
 struct SafetensorsHeader {
-  std::string origin;        // file path (for messages)
-  uint64_t header_len = 0;   // N
-  uint64_t file_size = 0;    // bytes
+  std::string origin;       // file path (for messages)
+  uint64_t header_len = 0;  // N
+  uint64_t file_size = 0;   // bytes
   uint64_t data_start() const { return 8 + header_len; }
   std::vector<SafetensorsEntry> tensors;  // in byte-buffer order
   std::map<std::string, std::string> metadata;
 
   const SafetensorsEntry* find(const std::string& name) const;  // nullptr if absent
-  std::vector<std::string> names() const;                      // sorted
+  std::vector<std::string> names() const;                       // sorted
 };
 
 // Validates the N header bytes of a file of `file_size` bytes (checks 2-7; the caller has read

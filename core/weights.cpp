@@ -114,8 +114,8 @@ void check_specs(const std::map<std::string, std::vector<int64_t>>& have, const 
     const auto it = have.find(s.name);
     if (it == have.end()) fail(ErrorKind::Format, pre + "missing tensor " + s.name);
     if (it->second != s.shape)
-      fail(ErrorKind::Shape, pre + s.name + " has shape " + shape_str(it->second) +
-                                 ", expected " + shape_str(s.shape));
+      fail(ErrorKind::Shape, pre + s.name + " has shape " + shape_str(it->second) + ", expected " +
+                                 shape_str(s.shape));
   }
   for (const auto& kv : have)
     if (!wanted.count(kv.first))
@@ -304,7 +304,8 @@ WeightStore random_weights(const ModelConfig& c, uint64_t seed, int num_threads)
         out[i] = random_init_value(job.rule, seed, job.stream, i);
     }
   };
-  int threads = num_threads > 0 ? num_threads : static_cast<int>(std::thread::hardware_concurrency());
+  int threads =
+      num_threads > 0 ? num_threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, std::min<int>(threads, static_cast<int>(jobs.size())));
   std::vector<std::thread> pool;
   for (int k = 1; k < threads; ++k) pool.emplace_back(work);

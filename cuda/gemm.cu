@@ -22,11 +22,10 @@ void gemm_bf16(const GemmArgs& a, cudaStream_t stream) {
     fail(ErrorKind::Unsupported, "gemm_bf16: dimension exceeds int32");
   cublasHandle_t h = cublas();
   JB_CUBLAS(cublasSetStream(h, stream));
-  JB_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(a.N),
-                         static_cast<int>(a.M), static_cast<int>(a.K), &a.alpha, a.w, CUDA_R_16BF,
-                         static_cast<int>(ldw), a.x, CUDA_R_16BF, static_cast<int>(ldx), &a.beta,
-                         a.y, CUDA_R_16BF, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
-                         CUBLAS_GEMM_DEFAULT));
+  JB_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(a.N), static_cast<int>(a.M),
+                         static_cast<int>(a.K), &a.alpha, a.w, CUDA_R_16BF, static_cast<int>(ldw),
+                         a.x, CUDA_R_16BF, static_cast<int>(ldx), &a.beta, a.y, CUDA_R_16BF,
+                         static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 namespace {

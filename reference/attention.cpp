@@ -38,16 +38,16 @@ template <class T>
 void apply_rope(Mat<T>& x, int64_t heads, int64_t head_dim, int64_t pos0, double theta) {
   if (x.cols() != heads * head_dim || head_dim % 2 != 0)
     fail(ErrorKind::Shape, "apply_rope: " + std::to_string(x.cols()) + " columns for " +
-                               std::to_string(heads) + " heads of dim " +
-                               std::to_string(head_dim) + " (must be even)");
+                               std::to_string(heads) + " heads of dim " + std::to_string(head_dim) +
+                               " (must be even)");
   const int64_t half = head_dim / 2;
   // HF's rotary embedding: inv_freq[i] = 1 / theta^(2i / hd) and angle = pos * inv_freq[i], both
   // in T (fp32 like HF for the float reference), then rotate-half:
   //   out[i] = x[i] cos - x[i+half] sin,  out[i+half] = x[i+half] cos + x[i] sin.
   Vec<T> inv_freq(half);
   for (int64_t i = 0; i < half; ++i)
-    inv_freq(i) = T(1) / std::pow(static_cast<T>(theta),
-                                  static_cast<T>(2 * i) / static_cast<T>(head_dim));
+    inv_freq(i) =
+        T(1) / std::pow(static_cast<T>(theta), static_cast<T>(2 * i) / static_cast<T>(head_dim));
   for (int64_t t = 0; t < x.rows(); ++t) {
     const T pos = static_cast<T>(pos0 + t);
     for (int64_t i = 0; i < half; ++i) {

@@ -9,8 +9,8 @@
 namespace jb::ref {
 
 template <class T>
-Mat<T> causal_conv1d(const Mat<T>& x, const Mat<T>& weight, const Vec<T>& bias,
-                     Mat<T>* conv_state, bool silu_act, Round r) {
+Mat<T> causal_conv1d(const Mat<T>& x, const Mat<T>& weight, const Vec<T>& bias, Mat<T>* conv_state,
+                     bool silu_act, Round r) {
   const int64_t L = x.rows();
   const int64_t D = x.cols();
   const int64_t K = weight.cols();

@@ -10,7 +10,9 @@ namespace jb::ref {
 
 namespace {
 
-std::string layer_prefix(size_t i) { return "model.layers." + std::to_string(i) + "."; }
+std::string layer_prefix(size_t i) {
+  return "model.layers." + std::to_string(i) + ".";
+}
 
 template <class T>
 Mat<T> to_mat(const Tensor& t, int64_t rows, int64_t cols) {
@@ -74,8 +76,8 @@ void round_all(ModelWeights<T>& w) {
       MambaWeights<T>& m = *l.mamba;
       for (Mat<T>* p : {&m.in_proj, &m.conv_w, &m.x_proj, &m.dt_proj, &m.A_log, &m.out_proj})
         round_all(*p);
-      for (Vec<T>* p : {&m.in_proj_bias, &m.conv_b, &m.dt_bias, &m.D, &m.out_proj_bias,
-                        &m.dt_norm, &m.b_norm, &m.c_norm})
+      for (Vec<T>* p : {&m.in_proj_bias, &m.conv_b, &m.dt_bias, &m.D, &m.out_proj_bias, &m.dt_norm,
+                        &m.b_norm, &m.c_norm})
         round_all(*p);
     }
     if (l.mlp) round_all(*l.mlp);
@@ -181,20 +183,21 @@ Model<T>::Model(ModelConfig config, ModelWeights<T> weights, Round round)
     const bool attn = specs[i].mixer == Mixer::Attention, moe = specs[i].ffn == Ffn::Moe;
     if (attn != l.attn.has_value() || !attn != l.mamba.has_value() || moe != l.moe.has_value() ||
         moe == l.mlp.has_value())
-      fail(ErrorKind::Shape, "Model: layer " + std::to_string(i) +
-                                 " weights do not match the config's layer type");
+      fail(ErrorKind::Shape,
+           "Model: layer " + std::to_string(i) + " weights do not match the config's layer type");
   }
   if (round_ == Round::Bf16) round_all(w_);
 }
 
 template <class T>
-Mat<T> Model<T>::forward(const std::vector<int32_t>& ids, SequenceCache<T>& cache,
-                         bool last_only, std::vector<Mat<T>>* hidden) const {
+Mat<T> Model<T>::forward(const std::vector<int32_t>& ids, SequenceCache<T>& cache, bool last_only,
+                         std::vector<Mat<T>>* hidden) const {
   const ModelConfig& c = config_;
   const int64_t L = static_cast<int64_t>(ids.size());
   if (L == 0) fail(ErrorKind::Usage, "Model::forward: no tokens");
   if (cache.kv.size() != w_.layers.size() || cache.mamba.size() != w_.layers.size())
-    fail(ErrorKind::Shape, "Model::forward: cache is not for this model (use SequenceCache::fresh)");
+    fail(ErrorKind::Shape,
+         "Model::forward: cache is not for this model (use SequenceCache::fresh)");
   const Round r = round_;
 
   // Embedding: a plain row lookup, no scaling, no positions (jamba-spec §2.1).
@@ -222,10 +225,9 @@ Mat<T> Model<T>::forward(const std::vector<int32_t>& ids, SequenceCache<T>& cach
     h += mixed;
     rnd_inplace(h, r);
     const Mat<T> normed_ff = rmsnorm(h, l.pre_ff_norm, c.rms_norm_eps, r);
-    const Mat<T> ff =
-        l.moe ? moe(normed_ff, *l.moe, static_cast<int>(c.num_experts_per_tok),
-                    c.router_renormalize, r)
-              : mlp(normed_ff, *l.mlp, r);
+    const Mat<T> ff = l.moe ? moe(normed_ff, *l.moe, static_cast<int>(c.num_experts_per_tok),
+                                  c.router_renormalize, r)
+                            : mlp(normed_ff, *l.mlp, r);
     h += ff;
     rnd_inplace(h, r);
     if (hidden && i + 1 < specs.size()) hidden->push_back(h);

@@ -23,7 +23,7 @@ struct LayerWeights {
 
 template <class T>
 struct ModelWeights {
-  Mat<T> embed;    // [V, d]
+  Mat<T> embed;  // [V, d]
   std::vector<LayerWeights<T>> layers;
   Vec<T> final_norm;
   Mat<T> lm_head;  // [V, d] (the embedding when tie_word_embeddings)
@@ -36,9 +36,9 @@ ModelWeights<T> make_model_weights(const WeightStore& store, const ModelConfig& 
 // All caches of one sequence: KV for attention layers, conv+SSM state for Mamba layers.
 template <class T>
 struct SequenceCache {
-  std::vector<KvCache<T>> kv;         // one per layer (empty for Mamba layers)
-  std::vector<MambaState<T>> mamba;   // one per layer (empty for attention layers)
-  int64_t length = 0;                 // tokens consumed so far
+  std::vector<KvCache<T>> kv;        // one per layer (empty for Mamba layers)
+  std::vector<MambaState<T>> mamba;  // one per layer (empty for attention layers)
+  int64_t length = 0;                // tokens consumed so far
   static SequenceCache fresh(const ModelConfig& c);
 };
 
@@ -47,6 +47,9 @@ struct SequenceCache {
 template <class T>
 class Model {
  public:
+  // Round::Bf16 rounds every weight to bf16 here (A_log, D, dt bias and norm weights included:
+  // the GPU holds them bf16), and in forward() also the embedding output, the residual stream
+  // after each add, and the logits, besides each component's own rounding points.
   Model(ModelConfig config, ModelWeights<T> weights, Round round = Round::None);
 
   // Returns logits [L, V] for every new position (or only the last if last_only).

@@ -19,16 +19,15 @@ struct RoutingT {
 };
 
 template <class T>
-RoutingT<T> route_t(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize,
-                    Round r) {
+RoutingT<T> route_t(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r) {
   const int64_t E = router.rows();
   if (router.cols() != x.cols())
     fail(ErrorKind::Shape, "route: router is [" + std::to_string(E) + ", " +
                                std::to_string(router.cols()) + "], input width " +
                                std::to_string(x.cols()));
   if (top_k < 1 || top_k > E)
-    fail(ErrorKind::Config, "route: top_k " + std::to_string(top_k) + " with " +
-                                std::to_string(E) + " experts");
+    fail(ErrorKind::Config,
+         "route: top_k " + std::to_string(top_k) + " with " + std::to_string(E) + " experts");
   Mat<T> logits = x * router.transpose();  // [tokens, E], a GEMM output (bf16 on the GPU)
   rnd_inplace(logits, r);
   RoutingT<T> out;

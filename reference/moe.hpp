@@ -8,7 +8,7 @@ namespace jb::ref {
 
 template <class T>
 struct MoeWeights {
-  Mat<T> router;                      // [E, d]
+  Mat<T> router;                       // [E, d]
   std::vector<MlpWeights<T>> experts;  // E experts
 };
 
@@ -26,7 +26,8 @@ template <class T>
 Routing route(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r);
 
 // MoE block: out[t] = sum over the token's experts in ascending expert index of
-// w * expert(x[t]) (the combine order of HF's index_add_ loop).
+// w * expert(x[t]) (the combine order of HF's index_add_ loop). Round::Bf16 emulates HF's bf16
+// loop: expert output rounded (mlp), w * y rounded, the running sum rounded after each add.
 template <class T>
 Mat<T> moe(const Mat<T>& x, const MoeWeights<T>& w, int top_k, bool renormalize, Round r);
 

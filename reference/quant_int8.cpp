@@ -22,8 +22,8 @@ struct RoundToNearest {
 
 QuantizedMatrix quantize_int8(const float* w, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0 || (rows * cols > 0 && w == nullptr))
-    fail(ErrorKind::Shape, "quantize_int8: bad matrix [" + std::to_string(rows) + ", " +
-                               std::to_string(cols) + "]");
+    fail(ErrorKind::Shape,
+         "quantize_int8: bad matrix [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
   const RoundToNearest mode;
   QuantizedMatrix m;
   m.rows = rows;

@@ -33,8 +33,9 @@ Mat<T> selective_scan(const ScanInputs<T>& in, Mat<T>* ssm_state, Round r) {
   check(in.Dskip.size() == D, "Dskip has " + std::to_string(in.Dskip.size()) + " elements");
   check(!gated || (in.z.rows() == L && in.z.cols() == D), "z is " + dims(in.z.rows(), in.z.cols()));
   if (ssm_state)
-    check(ssm_state->rows() == D && ssm_state->cols() == N,
-          "ssm_state is " + dims(ssm_state->rows(), ssm_state->cols()) + ", expected " + dims(D, N));
+    check(
+        ssm_state->rows() == D && ssm_state->cols() == N,
+        "ssm_state is " + dims(ssm_state->rows(), ssm_state->cols()) + ", expected " + dims(D, N));
 
   Arr h = ssm_state ? Arr(ssm_state->array()) : Arr(Arr::Zero(D, N));
   const Arr A = in.A.array();

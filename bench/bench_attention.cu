@@ -1,0 +1,332 @@
+// Attention kernel benchmarks (performance-targets.md, attention rows): causal GQA prefill
+// TFLOP/s (2*2*H*L^2*hd/2 FLOPs) at B=1, H=32:8, hd=128, L = 2K/8K/32K for each mma variant,
+// and split-KV decode KV GB/s (B*L*Hkv*hd*2*2 bytes / time) at B=1, L = 8K/32K/128K and B=16,
+// L=8K. Ratios to the ceilings measured in the same run (bench/common/ceilings.hpp) and to torch
+// SDPA timed in the same run by tools/peer_sdpa.py (with --peer or JB_PEER=1).
+//
+//   build-gpu/bench/bench_attention --peer --benchmark_min_time=0.5
+//
+// Timing: CUDA events around each call (UseManualTime), warm-up first; decode rotates among
+// several caches when one fits in L2 (never timing the cache); inputs are N(0,1) drawn on the
+// device from core/rng.hpp (never zeros).
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/common/ceilings.hpp"
+#include "core/bf16.hpp"
+#include "core/rng.hpp"
+#include "cuda/attention.hpp"
+#include "cuda/common.cuh"
+#include "cuda/kv_cache.hpp"
+
+namespace {
+
+using jb::cuda::bf16;
+
+constexpr int kH = 32, kHkv = 8, kHd = 128;
+
+__global__ void fill_normal_kernel(bf16* p, size_t n, uint64_t seed, uint64_t stream) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) p[i] = __float2bfloat16_rn(jb::rng_normal(seed, stream, i));
+}
+
+void fill_normal(bf16* p, size_t n, uint64_t seed, const char* name) {
+  fill_normal_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(p, n, seed,
+                                                                      jb::stream_id(name));
+  JB_LAUNCH("fill_normal_kernel");
+}
+
+// Results of our kernels (median ms per shape key), for the final table.
+std::map<std::string, double>& our_ms() {
+  static std::map<std::string, double> m;
+  return m;
+}
+
+struct Peer {
+  bool ran = false;
+  std::string why_not;
+  nlohmann::json doc;
+};
+Peer& peer() {
+  static Peer p;
+  return p;
+}
+
+double prefill_flops(int L) {
+  return 2.0 * 2.0 * kH * double(L) * L * kHd / 2.0;
+}
+double decode_bytes(int B, int L) {
+  return double(B) * L * kHkv * kHd * 2.0 * 2.0;
+}
+
+void BM_Prefill(benchmark::State& state, int L, jb::cuda::PrefillVariant variant) {
+  const int64_t qd = int64_t(kH) * kHd;
+  jb::cuda::DeviceBuffer<bf16> q(static_cast<size_t>(L * qd)), out(static_cast<size_t>(L * qd));
+  jb::cuda::KvCache cache(1, L, kHkv, kHd);
+  fill_normal(q.get(), q.size(), 1, "bench.q");
+  const size_t kv_elems = size_t(L) * kHkv * kHd;
+  fill_normal(cache.view().k, kv_elems, 1, "bench.k");
+  fill_normal(cache.view().v, kv_elems, 1, "bench.v");
+  jb::cuda::SeqBatchBuffer seqs;
+  seqs.set({L}, {0});
+  jb::cuda::PrefillArgs a;
+  a.q = q.get();
+  a.q_stride = qd;
+  a.out = out.get();
+  a.out_stride = qd;
+  a.num_heads = kH;
+  a.kv = cache.view();
+  a.seqs = seqs.view();
+  std::string ran;
+  for (int i = 0; i < 2; ++i) ran = jb::cuda::attention_prefill(a, variant);
+  JB_CUDA(cudaDeviceSynchronize());
+  jb::bench::EventTimer timer;
+  std::vector<double> times;
+  for (auto _ : state) {
+    timer.start();
+    jb::cuda::attention_prefill(a, variant);
+    timer.stop();
+    const double ms = timer.elapsed_ms();
+    times.push_back(ms);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  const double ms = jb::bench::median(times);
+  const double tflops = prefill_flops(L) / (ms * 1e-3) / 1e12;
+  state.counters["TFLOP/s"] = tflops;
+  const auto& ceil = jb::bench::ceilings();
+  state.counters["x_gemm"] = ceil.gemm_tflops > 0 ? tflops * 1e12 / (ceil.gemm_tflops * 1e12) : 0;
+  state.SetLabel(ran);
+  const std::string key = "prefill L=" + std::to_string(L) + " " + ran;
+  our_ms()[key] = ms;
+}
+
+void BM_Decode(benchmark::State& state, int B, int L) {
+  const int64_t qd = int64_t(kH) * kHd;
+  const double bytes = decode_bytes(B, L);
+  const double l2 = static_cast<double>(jb::bench::l2_bytes());
+  // Enough caches that the rotation's footprint is at least twice L2.
+  const int sets = bytes < 2 * l2 ? static_cast<int>(2 * l2 / bytes) + 2 : 1;
+  std::vector<std::unique_ptr<jb::cuda::KvCache>> caches;
+  for (int s = 0; s < sets; ++s) {
+    caches.push_back(std::make_unique<jb::cuda::KvCache>(B, L, kHkv, kHd));
+    const size_t n = size_t(B) * kHkv * L * kHd;
+    fill_normal(caches.back()->view().k, n, 10 + s, "bench.k");
+    fill_normal(caches.back()->view().v, n, 10 + s, "bench.v");
+    caches.back()->set_lengths(std::vector<int>(B, L));
+  }
+  jb::cuda::DeviceBuffer<bf16> q(static_cast<size_t>(B * qd)), out(static_cast<size_t>(B * qd));
+  fill_normal(q.get(), q.size(), 2, "bench.q");
+  jb::cuda::DecodeWorkspace ws;
+  jb::cuda::decode_workspace_init(ws, B, kH, kHkv, kHd, jb::cuda::decode_num_splits(B, kHkv, L));
+  auto args_for = [&](int s) {
+    jb::cuda::DecodeArgs a;
+    a.q = q.get();
+    a.q_stride = qd;
+    a.out = out.get();
+    a.out_stride = qd;
+    a.num_heads = kH;
+    a.kv = caches[s]->view();
+    a.kv_len = caches[s]->device_lengths();
+    a.max_kv_len = L;
+    return a;
+  };
+  for (int s = 0; s < sets; ++s) jb::cuda::attention_decode(args_for(s), ws);
+  JB_CUDA(cudaDeviceSynchronize());
+  jb::bench::EventTimer timer;
+  std::vector<double> times;
+  int s = 0;
+  for (auto _ : state) {
+    const jb::cuda::DecodeArgs a = args_for(s);
+    s = (s + 1) % sets;
+    timer.start();
+    jb::cuda::attention_decode(a, ws);
+    timer.stop();
+    const double ms = timer.elapsed_ms();
+    times.push_back(ms);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  const double ms = jb::bench::median(times);
+  const double gbs = bytes / (ms * 1e-3) / 1e9;
+  state.counters["KV_GB/s"] = gbs;
+  state.counters["x_copy"] =
+      jb::bench::ceilings().copy_gbs() > 0 ? gbs / jb::bench::ceilings().copy_gbs() : 0;
+  state.counters["splits"] = jb::cuda::decode_num_splits(B, kHkv, L);
+  state.SetLabel("splitkv rotate=" + std::to_string(sets));
+  our_ms()["decode B=" + std::to_string(B) + " L=" + std::to_string(L)] = ms;
+}
+
+std::string exe_dir() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  buf[n] = 0;
+  std::string p(buf);
+  return p.substr(0, p.find_last_of('/'));
+}
+
+void run_peer(const std::vector<int>& prefill_L, const std::vector<std::pair<int, int>>& dec) {
+  Peer& p = peer();
+  std::string script;
+  const char* env_script = std::getenv("JB_PEER_SCRIPT");
+  std::vector<std::string> candidates;
+  if (env_script) candidates.push_back(env_script);
+  candidates.push_back("tools/peer_sdpa.py");
+  candidates.push_back(exe_dir() + "/../../tools/peer_sdpa.py");
+  for (const auto& c : candidates)
+    if (access(c.c_str(), R_OK) == 0) {
+      script = c;
+      break;
+    }
+  if (script.empty()) {
+    p.why_not = "tools/peer_sdpa.py not found (set JB_PEER_SCRIPT)";
+    return;
+  }
+  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+    p.why_not = "python3 with torch not found";
+    return;
+  }
+  std::string pl, dl;
+  for (int L : prefill_L) pl += (pl.empty() ? "" : ",") + std::to_string(L);
+  for (const auto& bl : dec)
+    dl += (dl.empty() ? "" : ",") + std::to_string(bl.first) + ":" + std::to_string(bl.second);
+  const std::string cmd = "python3 " + script + " --H " + std::to_string(kH) + " --Hkv " +
+                          std::to_string(kHkv) + " --hd " + std::to_string(kHd) + " --prefill " +
+                          pl + " --decode " + dl;
+  std::fprintf(stderr, "peer: %s\n", cmd.c_str());
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) {
+    p.why_not = "popen failed";
+    return;
+  }
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const int rc = pclose(f);
+  const size_t brace = text.find('{');
+  if (rc != 0 || brace == std::string::npos) {
+    p.why_not = "peer exited with status " + std::to_string(rc);
+    return;
+  }
+  try {
+    p.doc = nlohmann::json::parse(text.substr(brace));
+  } catch (const std::exception& e) {
+    p.why_not = std::string("peer output is not JSON: ") + e.what();
+    return;
+  }
+  if (p.doc.contains("error")) {
+    p.why_not = p.doc["error"].get<std::string>();
+    return;
+  }
+  p.ran = true;
+}
+
+double peer_prefill_ms(int L) {
+  if (!peer().ran) return 0;
+  for (const auto& e : peer().doc["prefill"])
+    if (e.value("L", 0) == L && e.contains("ms")) return e["ms"].get<double>();
+  return 0;
+}
+
+double peer_decode_ms(int B, int L) {
+  if (!peer().ran) return 0;
+  for (const auto& e : peer().doc["decode"])
+    if (e.value("B", 0) == B && e.value("L", 0) == L && e.contains("ms"))
+      return e["ms"].get<double>();
+  return 0;
+}
+
+void print_table(const std::vector<int>& prefill_L, const std::vector<std::pair<int, int>>& dec) {
+  const auto& ceil = jb::bench::ceilings();
+  std::printf("\nattention summary (%s; GEMM ceiling %.0f TFLOP/s, copy ceiling %.0f GB/s)\n",
+              ceil.device.c_str(), ceil.gemm_tflops, ceil.copy_gbs());
+  if (!peer().ran) std::printf("peer: not run (%s)\n", peer().why_not.c_str());
+  std::printf("%-34s %12s %12s %8s  %s\n", "shape", "ours", "SDPA", "ratio", "target");
+  for (int L : prefill_L) {
+    // Best of our prefill variants at this length.
+    double best = 0;
+    std::string which;
+    for (const auto& [k, ms] : our_ms())
+      if (k.rfind("prefill L=" + std::to_string(L) + " ", 0) == 0 && (best == 0 || ms < best)) {
+        best = ms;
+        which = k.substr(k.find_last_of(' ') + 1);
+      }
+    if (best == 0) continue;
+    const double ours = prefill_flops(L) / (best * 1e-3) / 1e12;
+    const double pm = peer_prefill_ms(L);
+    const double theirs = pm > 0 ? prefill_flops(L) / (pm * 1e-3) / 1e12 : 0;
+    char shape[64];
+    std::snprintf(shape, sizeof shape, "prefill 32:8 hd128 L=%d (%s)", L, which.c_str());
+    std::printf("%-34s %8.0f TF/s %7.0f TF/s %8.2f  %s\n", shape, ours, theirs,
+                theirs > 0 ? ours / theirs : 0.0, L >= 8192 ? ">= 1.0x SDPA" : "(report)");
+  }
+  for (const auto& [B, L] : dec) {
+    const auto it = our_ms().find("decode B=" + std::to_string(B) + " L=" + std::to_string(L));
+    if (it == our_ms().end()) continue;
+    const double ours = decode_bytes(B, L) / (it->second * 1e-3) / 1e9;
+    const double pm = peer_decode_ms(B, L);
+    const double theirs = pm > 0 ? decode_bytes(B, L) / (pm * 1e-3) / 1e9 : 0;
+    char shape[64];
+    std::snprintf(shape, sizeof shape, "decode 32:8 hd128 B=%d L=%d", B, L);
+    std::printf("%-34s %8.0f GB/s %7.0f GB/s %8.2f  %s\n", shape, ours, theirs,
+                theirs > 0 ? ours / theirs : 0.0,
+                B == 1 ? ">= 2400 GB/s (80% of copy)" : "(report)");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool want_peer = false;
+  if (const char* e = std::getenv("JB_PEER")) want_peer = std::strcmp(e, "1") == 0;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--peer") == 0) {
+      want_peer = true;
+      continue;
+    }
+    args.push_back(argv[i]);
+  }
+  int n_args = static_cast<int>(args.size());
+  benchmark::Initialize(&n_args, args.data());
+  if (!jb::cuda::device_available()) {
+    std::printf("bench_attention: no CUDA device, nothing to run\n");
+    return 0;
+  }
+  const std::vector<int> prefill_L = {2048, 8192, 32768};
+  const std::vector<std::pair<int, int>> dec = {{1, 8192}, {1, 32768}, {1, 131072}, {16, 8192}};
+  if (want_peer)
+    run_peer(prefill_L, dec);  // before our runs: the peer's process owns the GPU alone
+  else
+    peer().why_not = "pass --peer or set JB_PEER=1";
+  jb::bench::add_ceilings_to_context(jb::bench::ceilings());
+
+  for (int L : prefill_L)
+    for (auto v : {jb::cuda::PrefillVariant::Mma64, jb::cuda::PrefillVariant::Mma128})
+      benchmark::RegisterBenchmark(("attn_prefill/H32:8/hd128/L" + std::to_string(L) + "/" +
+                                    jb::cuda::prefill_variant_name(v))
+                                       .c_str(),
+                                   [L, v](benchmark::State& st) { BM_Prefill(st, L, v); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+  for (const auto& [B, L] : dec)
+    benchmark::RegisterBenchmark(
+        ("attn_decode/H32:8/hd128/B" + std::to_string(B) + "/L" + std::to_string(L)).c_str(),
+        [B = B, L = L](benchmark::State& st) { BM_Decode(st, B, L); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  benchmark::RunSpecifiedBenchmarks();
+  print_table(prefill_L, dec);
+  benchmark::Shutdown();
+  return 0;
+}

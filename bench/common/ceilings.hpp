@@ -1,0 +1,62 @@
+// Hardware ceilings measured in the same run as a benchmark (performance-targets.md "How to
+// measure"): device copy bandwidth and cuBLAS bf16 GEMM throughput, plus small timing helpers
+// (CUDA events, median of repetitions) that every kernel benchmark shares.
+//
+// Usage in a Google Benchmark file:
+//   const auto& ceil = jb::bench::ceilings();   // measured once per process, then cached
+//   state.counters["x_copy"] = gbs / ceil.copy_gbs();
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace jb::bench {
+
+struct Ceilings {
+  std::string device;
+  double memcpy_gbs = 0;       // cudaMemcpyAsync device-to-device, (bytes read + written) / s
+  double copy_kernel_gbs = 0;  // 16-byte-per-thread copy kernel, (bytes read + written) / s
+  double gemm_tflops = 0;      // cuBLAS bf16 x bf16 -> bf16, fp32 accumulate, 8192^3
+  size_t copy_bytes = 0;       // size of the copied buffer
+  int gemm_n = 0;
+  // The copy ceiling used for "x_copy" ratios: the better of the two copies.
+  double copy_gbs() const { return memcpy_gbs > copy_kernel_gbs ? memcpy_gbs : copy_kernel_gbs; }
+};
+
+// Measures once (first call), prints a one-line summary to stderr, and registers it as Google
+// Benchmark custom context when called before benchmark::RunSpecifiedBenchmarks().
+// Environment: JB_CEILINGS=0 skips the measurement (ratios then print as 0).
+const Ceilings& ceilings();
+Ceilings measure_ceilings(size_t copy_bytes = size_t(1) << 30, int gemm_n = 8192, int reps = 20);
+// Adds the measured ceilings to benchmark's context (device, copy GB/s, GEMM TFLOP/s).
+void add_ceilings_to_context(const Ceilings& c);
+
+// Median milliseconds of `reps` timed calls of fn (each bracketed by CUDA events on `stream`),
+// after `warmup` untimed calls.
+double median_ms(const std::function<void()>& fn, int reps, int warmup = 3,
+                 cudaStream_t stream = nullptr);
+double median(std::vector<double> v);
+
+// One event pair; elapsed_ms() synchronises on the stop event.
+class EventTimer {
+ public:
+  explicit EventTimer(cudaStream_t stream = nullptr);
+  ~EventTimer();
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  void start();
+  void stop();
+  double elapsed_ms();
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+// L2 size of device 0 in bytes (for deciding how many input sets to rotate).
+size_t l2_bytes();
+
+}  // namespace jb::bench

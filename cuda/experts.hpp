@@ -1,0 +1,91 @@
+// SwiGLU experts for a variable number of rows per expert (jamba-spec §2.6, §2.7), with bf16
+// weights or ExpertsInt8 (W8A16: int8 weights with fp32 per-output-channel scales, bf16
+// activations, fp32 accumulation; jamba-spec §6.6).
+//
+// Rounding points (the kernel contract, = reference/mlp.hpp with Round::Bf16):
+//   g = x . gate_row, u = x . up_row    fp32 accumulation; int8: times the row scale in fp32
+//   act = bf16(silu(g) * u)             silu and product in fp32, ONE bf16 store
+//   y = bf16(act . down_row [* scale])  fp32 accumulation, one bf16 store
+// g and u are never rounded to bf16 (HF rounds them; the contract and reference do not).
+//
+// Two paths, same maths:
+//   Gemv: one launch per stage over all active experts, for decode (<= 16 rows per expert). Each
+//     warp streams one gate row + the matching up row (or two down rows) with 16-byte loads and
+//     dots them against the expert's (<= 16) rows of activations, fp32 accumulators in registers,
+//     butterfly warp reduction (fixed order: deterministic), scale applied once at the end.
+//     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
+//   Gemm: per non-empty expert, cuBLAS (fp32 output for gate/up so g and u stay fp32). For int8
+//     weights the expert's q values are first converted to a bf16 scratch copy (exact: |q| <=
+//     127) and the scales are applied to the fp32 GEMM output, so no bf16 rounding of q * scale
+//     enters. Trade-off (documented in the report): this reads 1 byte and writes 2 bytes per
+//     weight before the GEMM reads 2 bytes, i.e. about 5 bytes of traffic per weight per
+//     expert call; negligible for long prefills (the GEMM is compute-bound at thousands of rows)
+//     and the reason decode never takes this path. The host reads the per-expert row counts
+//     (one device->host copy and stream sync per call), as cuBLAS needs host-side shapes.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cuda/common.cuh"
+
+namespace jb::cuda {
+
+enum class WeightType { Bf16, Int8 };
+
+// Stacked expert weights, experts contiguous (vLLM's fused w13 / w2 layout). For expert e:
+//   gate_up[e]: [2I, d], rows [0, I) = gate_proj, rows [I, 2I) = up_proj (nn.Linear [out, in])
+//   down[e]:    [d, I]
+// Int8: the same shapes in int8 plus fp32 scales per output row: gate_up_scale [E, 2I],
+// down_scale [E, d] (cuda/quant_int8.hpp produces them from bf16 weights).
+struct ExpertWeights {
+  WeightType type = WeightType::Bf16;
+  int64_t num_experts = 0, d = 0, inter = 0;  // E, d_model, I
+  const bf16* gate_up = nullptr;              // Bf16
+  const bf16* down = nullptr;                 // Bf16
+  const int8_t* gate_up_q = nullptr;          // Int8
+  const float* gate_up_scale = nullptr;       // Int8
+  const int8_t* down_q = nullptr;             // Int8
+  const float* down_scale = nullptr;          // Int8
+};
+
+// Rows grouped by expert (cuda/moe.hpp builds this): expert e owns rows [offsets[e], offsets[e+1])
+// of the row buffers; active[0 .. *num_active) lists the experts that own rows, ascending.
+struct ExpertGroups {
+  const int32_t* offsets = nullptr;     // device [E + 1]
+  const int32_t* active = nullptr;      // device [E]
+  const int32_t* num_active = nullptr;  // device [1]
+  int64_t total_rows = 0;               // host: offsets[E]
+  int64_t max_rows_per_expert = 0;      // host upper bound (e.g. the token count)
+};
+
+enum class ExpertsPath { Auto, Gemv, Gemm };
+const char* experts_path_name(ExpertsPath p);
+ExpertsPath parse_experts_path(const std::string& s);  // "auto" | "gemv" | "gemm"
+
+// Largest rows-per-expert the Gemv path handles; Auto takes Gemv up to here.
+constexpr int64_t kGemvMaxRows = 16;
+
+// Scratch reused across calls (grown on demand, never shrunk).
+struct ExpertsWorkspace {
+  DeviceBuffer<float> gate_up_f32;  // Gemm: [rows of one expert, 2I]
+  DeviceBuffer<bf16> act;           // [rows, I]
+  DeviceBuffer<float> down_f32;     // Gemm int8: [rows of one expert, d]
+  DeviceBuffer<bf16> w_scratch;     // Gemm int8: one expert's q as bf16, [2I * d]
+  std::vector<int32_t> host_offsets;
+};
+
+// y_rows[r] = Expert_{e(r)}(x_rows[r]) (bf16 [total_rows, d]). Returns the variant that ran
+// ("gemv_bf16", "gemv_int8", "gemm_bf16", "gemm_int8"). Gemv requires max_rows_per_expert <=
+// kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers (Error{Unsupported}
+// otherwise when forced; Auto falls back to Gemm).
+std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
+                        bf16* y_rows, ExpertsPath path, ExpertsWorkspace& ws,
+                        cudaStream_t stream = nullptr);
+
+// y[M, N] (fp32) = x[M, K] (bf16) * W[N, K]^T (bf16), fp32 accumulation (CUBLAS_COMPUTE_32F),
+// row-major with leading dimensions (0 = dense). Used for gate/up and the LM head's fp32 logits.
+void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int64_t M, int64_t N,
+                        int64_t K, cudaStream_t stream = nullptr);
+
+}  // namespace jb::cuda

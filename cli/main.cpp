@@ -6,6 +6,9 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#if defined(JAMBENCH_HAVE_CUDA)
+#include "cuda/common.cuh"
+#endif
 
 namespace jb::cli {
 
@@ -35,6 +38,9 @@ int main(int argc, char** argv) {
     print_usage();
     return argc < 2 ? 2 : 0;
   }
+#if defined(JAMBENCH_HAVE_CUDA)
+  jb::cuda::register_device_info();  // GPU name, memory and clocks in every result's metadata
+#endif
   const std::string name = argv[1];
   Argv rest(argv + 2, argv + argc);
   for (const Command& c : commands()) {

@@ -50,7 +50,8 @@ struct NamedTensor {
 using Outputs = std::vector<NamedTensor>;
 
 // Which reference: Truth = fp64 (or fp32 with fp64 accumulation); Bf16 = the bf16-emulating
-// reference that rounds at the kernel contract's rounding points.
+// reference that rounds at the kernel contract's rounding points. For a dtype=fp32 case, Bf16
+// means "the kernel contract's precision", i.e. the fp32 reference (reported, not gated on).
 enum class Precision { Truth, Bf16 };
 
 struct KernelRun {

@@ -18,8 +18,8 @@ struct Conv1dArgs {
   int64_t batch = 1, seqlen = 0, dim = 0;
   int width = 4;  // K, 1 <= K <= 4
   const bf16* x = nullptr;
-  int64_t x_row_stride = 0;    // 0 means dim
-  int64_t x_batch_stride = 0;  // 0 means seqlen * x_row_stride
+  int64_t x_row_stride = 0;       // 0 means dim
+  int64_t x_batch_stride = 0;     // 0 means seqlen * x_row_stride
   const float* weight = nullptr;  // [D, K] fp32
   const float* bias = nullptr;    // [D] fp32, or null
   // Initial history [B, D, K] (null = zeros) and final state [B, D, K] (null = not written).

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/bf16.hpp"
+#include "core/result.hpp"
 
 namespace jb::cuda {
 
@@ -26,9 +27,9 @@ void* device_alloc(size_t bytes) {
     cudaGetLastError();  // allocation failure is not sticky: clear it
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    fail(ErrorKind::OutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
-                                     std::to_string(free_b) + " bytes free of " +
-                                     std::to_string(total_b) + " (short by " +
+    fail(ErrorKind::OutOfMemory, "cudaMalloc of " + std::to_string(bytes) +
+                                     " bytes failed: " + std::to_string(free_b) +
+                                     " bytes free of " + std::to_string(total_b) + " (short by " +
                                      std::to_string(bytes > free_b ? bytes - free_b : 0) + ")");
   }
   if (err != cudaSuccess) throw_cuda(err, "cudaMalloc", __FILE__, __LINE__);
@@ -81,11 +82,40 @@ std::string device_name() {
   return prop.name;
 }
 
+// GPU fields of the run metadata (ecosystem.md §5.4): name, memory, SM count, clocks, driver and
+// runtime versions. Registered by every CUDA-enabled program before it writes a result.
+nlohmann::json device_info() {
+  nlohmann::json j;
+  if (!device_available()) {
+    j["present"] = false;
+    return j;
+  }
+  cudaDeviceProp prop;
+  JB_CUDA(cudaGetDeviceProperties(&prop, 0));
+  int sm_clock_khz = 0, mem_clock_khz = 0, driver = 0, runtime = 0;
+  JB_CUDA(cudaDeviceGetAttribute(&sm_clock_khz, cudaDevAttrClockRate, 0));
+  JB_CUDA(cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, 0));
+  JB_CUDA(cudaDriverGetVersion(&driver));
+  JB_CUDA(cudaRuntimeGetVersion(&runtime));
+  j["present"] = true;
+  j["name"] = prop.name;
+  j["memory_bytes"] = prop.totalGlobalMem;
+  j["sm_count"] = prop.multiProcessorCount;
+  j["compute_capability"] = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+  j["max_sm_clock_mhz"] = sm_clock_khz / 1000;
+  j["max_mem_clock_mhz"] = mem_clock_khz / 1000;
+  j["cuda_driver_version"] = driver;
+  j["cuda_runtime_version"] = runtime;
+  return j;
+}
+
+void register_device_info() { jb::set_device_info_provider(device_info); }
+
 std::vector<bf16> to_bf16(const std::vector<float>& v) {
   std::vector<bf16> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     uint16_t b = float_to_bf16_bits(v[i]);
-    std::memcpy(&out[i], &b, 2);
+    std::memcpy(static_cast<void*>(&out[i]), &b, 2);
   }
   return out;
 }
@@ -94,7 +124,7 @@ std::vector<float> from_bf16(const std::vector<bf16>& v) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     uint16_t b;
-    std::memcpy(&b, &v[i], 2);
+    std::memcpy(&b, static_cast<const void*>(&v[i]), 2);
     out[i] = bf16_bits_to_float(b);
   }
   return out;

@@ -110,6 +110,8 @@ class GuardedBuffer {
 
 bool device_available();  // a CUDA device can be used (false on CI machines)
 std::string device_name();
+// Registers device_info() as core/result's GPU metadata provider (call once in main()).
+void register_device_info();
 
 // bf16 <-> float vectors (host side) for uploading inputs and reading outputs.
 std::vector<bf16> to_bf16(const std::vector<float>& v);

@@ -238,36 +238,39 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 }
 
 // Gemm path: act[r, i] = bf16(silu(sg[i] * g) * (su[i] * u)) from the fp32 [n, 2I] gate/up.
+// 2-D grid (columns x rows, both grid-strided): no 64-bit division per element.
 __global__ void act_from_f32_kernel(const float* __restrict__ gate_up, int64_t n, int64_t inter,
                                     const float* __restrict__ sg, const float* __restrict__ su,
                                     bf16* __restrict__ act) {
-  const int64_t total = n * inter;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
-       idx += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = idx / inter, i = idx % inter;
-    float g = gate_up[r * 2 * inter + i];
-    float u = gate_up[r * 2 * inter + inter + i];
-    if (sg != nullptr) {
-      g *= sg[i];
-      u *= su[i];
+  for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
+    const float* g_row = gate_up + r * 2 * inter;
+    const float* u_row = g_row + inter;
+    bf16* a_row = act + r * inter;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inter;
+         i += int64_t(gridDim.x) * blockDim.x) {
+      float g = g_row[i], u = u_row[i];
+      if (sg != nullptr) {
+        g *= sg[i];
+        u *= su[i];
+      }
+      a_row[i] = __float2bfloat16_rn(silu_f32(g) * u);
     }
-    act[idx] = __float2bfloat16_rn(silu_f32(g) * u);
   }
 }
 
-// Gemm int8 path: y[r, c] = bf16(f[r, c] * scale[c]).
+// Gemm int8 path: y[r, c] = bf16(f[r, c] * scale[c]); same 2-D grid.
 __global__ void scale_round_kernel(const float* __restrict__ f, int64_t n, int64_t d,
                                    const float* __restrict__ scale, bf16* __restrict__ y) {
-  const int64_t total = n * d;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
-       idx += int64_t(gridDim.x) * blockDim.x)
-    y[idx] = __float2bfloat16_rn(f[idx] * scale[idx % d]);
+  for (int64_t r = blockIdx.y; r < n; r += gridDim.y)
+    for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < d;
+         c += int64_t(gridDim.x) * blockDim.x)
+      y[r * d + c] = __float2bfloat16_rn(f[r * d + c] * scale[c]);
 }
 
-int grid_for(int64_t n, int threads) {
-  int64_t blocks = (n + threads - 1) / threads;
-  blocks = std::min<int64_t>(std::max<int64_t>(blocks, 1), 65536);
-  return static_cast<int>(blocks);
+dim3 grid_2d(int64_t rows, int64_t cols, int threads) {
+  const int64_t gx = std::min<int64_t>((cols + threads - 1) / threads, 1024);
+  const int64_t gy = std::min<int64_t>(std::max<int64_t>(rows, 1), 65535);
+  return dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(gy));
 }
 
 bool aligned16(const void* p) {
@@ -415,16 +418,16 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
     linear_bf16_f32out(xe, d, wgu_e, ws.gate_up_f32.get(), n, 2 * inter, d, stream);
     const float* sg = is_int8 ? w.gate_up_scale + e * 2 * inter : nullptr;
     const float* su = is_int8 ? sg + inter : nullptr;
-    act_from_f32_kernel<<<grid_for(n * inter, 256), 256, 0, stream>>>(ws.gate_up_f32.get(), n,
-                                                                      inter, sg, su, ws.act.get());
+    act_from_f32_kernel<<<grid_2d(n, inter, 256), 256, 0, stream>>>(ws.gate_up_f32.get(), n, inter,
+                                                                    sg, su, ws.act.get());
     JB_LAUNCH("act_from_f32_kernel");
     // down: [n, d]
     if (is_int8) {
       int8_to_bf16(w.down_q + e * d * inter, d * inter, ws.w_scratch.get(), stream);
       linear_bf16_f32out(ws.act.get(), inter, ws.w_scratch.get(), ws.down_f32.get(), n, d, inter,
                          stream);
-      scale_round_kernel<<<grid_for(n * d, 256), 256, 0, stream>>>(ws.down_f32.get(), n, d,
-                                                                   w.down_scale + e * d, ye);
+      scale_round_kernel<<<grid_2d(n, d, 256), 256, 0, stream>>>(ws.down_f32.get(), n, d,
+                                                                 w.down_scale + e * d, ye);
       JB_LAUNCH("scale_round_kernel");
     } else {
       // bf16 out of cuBLAS = fp32 accumulation rounded once (RNE), the contract's y store.

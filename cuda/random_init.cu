@@ -1,5 +1,8 @@
 #include "cuda/random_init.hpp"
 
+#include <vector>
+
+#include "core/bf16.hpp"
 #include "core/rng.hpp"
 
 namespace jb::cuda {
@@ -76,6 +79,48 @@ void fill_constant(float* dst, size_t n, float value, cudaStream_t s) {
   if (n == 0) return;
   fill_constant_kernel<<<grid_for(n), 256, 0, s>>>(dst, n, value);
   JB_LAUNCH("fill_constant_kernel");
+}
+
+namespace {
+
+template <class T>
+void fill_rule(T* dst, size_t n, uint64_t seed, uint64_t stream, const InitRule& r,
+               cudaStream_t s) {
+  switch (r.kind) {
+    case InitRule::Normal:
+      fill_normal(dst, n, seed, stream, 0.0f, r.a, 0, s);
+      return;
+    case InitRule::Uniform:
+      fill_uniform(dst, n, seed, stream, r.a, r.b, 0, s);
+      return;
+    case InitRule::Constant:
+      fill_constant(dst, n, r.a, s);
+      return;
+    default: {  // DtBias, ALog: small tensors, host formula in double
+      std::vector<T> h(n);
+      for (size_t i = 0; i < n; ++i) {
+        const float v = random_init_value(r, seed, stream, static_cast<int64_t>(i));
+        if constexpr (sizeof(T) == 2)
+          h[i] = __ushort_as_bfloat16(float_to_bf16_bits(v));
+        else
+          h[i] = v;
+      }
+      JB_CUDA(cudaMemcpyAsync(dst, h.data(), n * sizeof(T), cudaMemcpyHostToDevice, s));
+      JB_CUDA(cudaStreamSynchronize(s));  // h is freed on return
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void fill_random_weight(bf16* dst, size_t n, uint64_t seed, uint64_t stream, const InitRule& rule,
+                        cudaStream_t s) {
+  fill_rule(dst, n, seed, stream, rule, s);
+}
+void fill_random_weight(float* dst, size_t n, uint64_t seed, uint64_t stream, const InitRule& rule,
+                        cudaStream_t s) {
+  fill_rule(dst, n, seed, stream, rule, s);
 }
 
 }  // namespace jb::cuda

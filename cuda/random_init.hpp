@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/weights.hpp"
 #include "cuda/common.cuh"
 
 namespace jb::cuda {
@@ -27,5 +28,14 @@ void fill_uniform(float* dst, size_t n, uint64_t seed, uint64_t stream, float lo
                   uint64_t index_offset = 0, cudaStream_t s = nullptr);
 void fill_constant(bf16* dst, size_t n, float value, cudaStream_t s = nullptr);
 void fill_constant(float* dst, size_t n, float value, cudaStream_t s = nullptr);
+
+// The whole random_weights() rule for one tensor: Normal, Uniform and Constant are generated on
+// the GPU; DtBias and ALog (double-precision host formulas, [Di] and [Di, N] only) are computed by
+// jb::random_init_value on the host and uploaded, so every rule matches the host bit for bit.
+// stream = jb::stream_id(canonical name), rule = jb::random_init_rule(name, config).
+void fill_random_weight(bf16* dst, size_t n, uint64_t seed, uint64_t stream, const InitRule& rule,
+                        cudaStream_t s = nullptr);
+void fill_random_weight(float* dst, size_t n, uint64_t seed, uint64_t stream, const InitRule& rule,
+                        cudaStream_t s = nullptr);
 
 }  // namespace jb::cuda

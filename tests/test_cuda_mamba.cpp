@@ -13,6 +13,7 @@
 #include "compare/runner.hpp"
 #include "core/bf16.hpp"
 #include "core/rng.hpp"
+#include "core/weights.hpp"
 #include "cuda/common.cuh"
 #include "cuda/mamba_layer.hpp"
 #include "cuda/random_init.hpp"
@@ -104,6 +105,41 @@ TEST_F(CudaMamba, RandomInitMatchesHostBitForBit) {
   }
   EXPECT_EQ(bad_b, 0u);
   EXPECT_EQ(bad_f, 0u);
+}
+
+// fill_random_weight follows core/weights.hpp's random_weights rule for every kind of Mamba
+// tensor (normal, uniform, constant on the GPU; dt bias and A_log computed on the host).
+TEST_F(CudaMamba, RandomWeightRuleMatchesHost) {
+  const jb::ModelConfig cfg =
+      jb::cmp::mamba::layer_config(Case::parse("MAMBA_LAYER(d=64,L=1,seed=1)"));
+  const int64_t Di = cfg.d_inner(), N = cfg.mamba_d_state, K = cfg.mamba_d_conv, d = 64;
+  const std::pair<const char*, int64_t> tensors[] = {
+      {"model.layers.0.mamba.in_proj.weight", 2 * Di * d},
+      {"model.layers.0.mamba.conv1d.weight", Di * K},
+      {"model.layers.0.mamba.dt_proj.bias", Di},
+      {"model.layers.0.mamba.A_log", Di * N},
+      {"model.layers.0.mamba.D", Di},
+      {"model.layers.0.mamba.dt_layernorm.weight", (d + 15) / 16}};
+  const uint64_t seed = 7;
+  for (const auto& [name, n] : tensors) {
+    const jb::InitRule rule = jb::random_init_rule(name, cfg);
+    const uint64_t stream = jb::stream_id(name);
+    jb::cuda::DeviceBuffer<float> f(static_cast<size_t>(n));
+    jb::cuda::DeviceBuffer<bf16> b(static_cast<size_t>(n));
+    jb::cuda::fill_random_weight(f.get(), f.size(), seed, stream, rule);
+    jb::cuda::fill_random_weight(b.get(), b.size(), seed, stream, rule);
+    JB_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> gf = f.download();
+    const std::vector<float> gb = jb::cuda::from_bf16(b.download());
+    size_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float hv = jb::random_init_value(rule, seed, stream, i);
+      const float hb = jb::round_bf16(hv);
+      bad += std::memcmp(&hv, &gf[i], 4) != 0;
+      bad += std::memcmp(&hb, &gb[i], 4) != 0;
+    }
+    EXPECT_EQ(bad, 0u) << name;
+  }
 }
 
 // prefill(L) then n decode steps, and chunked prefill (L1 then L - L1 tokens, then decode), must

@@ -26,8 +26,8 @@ namespace {
 using jb::cmp::Case;
 using jb::cmp::Precision;
 
-#define SKIP_WITHOUT_GPU()                                                          \
-  do {                                                                              \
+#define SKIP_WITHOUT_GPU()                                                         \
+  do {                                                                             \
     if (!jb::cuda::device_available()) GTEST_SKIP() << "no CUDA device available"; \
   } while (0)
 
@@ -52,13 +52,27 @@ void run_op(const std::string& op) {
   }
 }
 
-TEST(CudaMoe, RouterTopkCases) { run_op("ROUTER_TOPK"); }
-TEST(CudaMoe, MoeCases) { run_op("MOE"); }
-TEST(CudaMoe, MlpCases) { run_op("MLP"); }
-TEST(CudaMoe, ExpertInt8Cases) { run_op("EXPERT_INT8"); }
-TEST(CudaMoe, QuantInt8Cases) { run_op("QUANT_INT8"); }
-TEST(CudaMoe, EmbeddingCases) { run_op("EMBEDDING"); }
-TEST(CudaMoe, LmHeadCases) { run_op("LM_HEAD"); }
+TEST(CudaMoe, RouterTopkCases) {
+  run_op("ROUTER_TOPK");
+}
+TEST(CudaMoe, MoeCases) {
+  run_op("MOE");
+}
+TEST(CudaMoe, MlpCases) {
+  run_op("MLP");
+}
+TEST(CudaMoe, ExpertInt8Cases) {
+  run_op("EXPERT_INT8");
+}
+TEST(CudaMoe, QuantInt8Cases) {
+  run_op("QUANT_INT8");
+}
+TEST(CudaMoe, EmbeddingCases) {
+  run_op("EMBEDDING");
+}
+TEST(CudaMoe, LmHeadCases) {
+  run_op("LM_HEAD");
+}
 
 const jb::cmp::OpInfo& op(const std::string& name) {
   const jb::cmp::OpInfo* o = jb::cmp::registry().find(name);
@@ -114,21 +128,63 @@ TEST(MoeInputs, RouterWeightsNotRenormalisedForJamba) {
 }
 
 // The streaming reference (one expert in memory at a time, used by the big cases) must equal
-// reference/moe.cpp's ref::moe bit for bit on a case both can run.
+// reference/moe.cpp's ref::moe: bit for bit under Round::Bf16. For the truth, ref::route hands
+// the routing weights back as float (ref::Routing), so the streaming truth carries a relative
+// ~6e-8 perturbation of each weight that ref::moe (weights kept in double) does not: compare
+// it by rel_l2 <= 1e-6 (norm-wise: single elements near 0 after the two-term sum can show
+// larger relative differences), far below every bf16 gate (the difference is the float weight
+// alone).
 TEST(MoeInputs, StreamReferenceEqualsFullReference) {
   for (const char* w : {"bf16", "int8"}) {
     const std::string base =
-        std::string("MOE(T=37,d=64,I=96,E=8,k=2,renorm=0,route=rand,weights=") + w +
-        ",path=auto";
+        std::string("MOE(T=37,d=64,I=96,E=8,k=2,renorm=0,route=rand,weights=") + w + ",path=auto";
     const Case full = Case::parse(base + ",seed=5)");
     const Case stream = Case::parse(base + ",ref=stream,seed=5)");
     for (Precision p : {Precision::Truth, Precision::Bf16}) {
       const auto a = op("MOE").reference(full, p);
       const auto b = op("MOE").reference(stream, p);
       ASSERT_EQ(a[0].values.size(), b[0].values.size());
-      EXPECT_EQ(0, std::memcmp(a[0].values.data(), b[0].values.data(),
-                               a[0].values.size() * sizeof(float)))
-          << w << (p == Precision::Truth ? " truth" : " bf16");
+      if (p == Precision::Bf16) {
+        EXPECT_EQ(0, std::memcmp(a[0].values.data(), b[0].values.data(),
+                                 a[0].values.size() * sizeof(float)))
+            << w;
+      } else {
+        double diff2 = 0, norm2 = 0;
+        for (size_t i = 0; i < a[0].values.size(); ++i) {
+          const double dlt = double(a[0].values[i]) - double(b[0].values[i]);
+          diff2 += dlt * dlt;
+          norm2 += double(a[0].values[i]) * double(a[0].values[i]);
+        }
+        EXPECT_LT(std::sqrt(diff2 / norm2), 1e-6) << w;
+      }
+    }
+  }
+}
+
+// Without a GPU the kernels cannot run, but every quick case's two references can: they must
+// run, agree on exact outputs (routing ids under the gap construction, quantiser, embedding),
+// and the bf16 emulation must stay within the bf16 backstop of the truth. (With a GPU, the
+// CudaMoe.*Cases tests above run the same references against the kernels.)
+TEST(MoeInputs, ReferencesOfEveryQuickCase) {
+  if (jb::cuda::device_available()) GTEST_SKIP() << "covered by the CudaMoe.*Cases tests";
+  jb::cmp::RunOptions opt;
+  opt.references_when_skipped = true;
+  for (const char* name :
+       {"ROUTER_TOPK", "MOE", "MLP", "EXPERT_INT8", "QUANT_INT8", "EMBEDDING", "LM_HEAD"}) {
+    jb::cmp::Selection sel;
+    sel.ops = {name};
+    sel.quick = true;
+    for (const auto& [info, c] : jb::cmp::select_cases(jb::cmp::registry(), sel)) {
+      const jb::cmp::CaseResult r = jb::cmp::run_case(*info, c, opt);
+      ASSERT_EQ(r.status, jb::cmp::Status::Skipped) << c.str() << ": " << r.reason;
+      ASSERT_FALSE(r.tensors.empty()) << c.str() << ": references did not run";
+      for (const auto& t : r.tensors) {
+        EXPECT_EQ(t.lp_metrics.nonfinite_mismatches, 0) << c.str() << " " << t.name;
+        if (t.kind == jb::cmp::CheckKind::Exact)
+          EXPECT_EQ(t.lp_metrics.bit_mismatches, 0) << c.str() << " " << t.name;
+        else
+          EXPECT_LE(t.lp_metrics.rel_l2, 1e-2) << c.str() << " " << t.name;
+      }
     }
   }
 }
@@ -207,8 +263,7 @@ TEST(CudaMoe, PermutationMatchesHostCountingSort) {
   jb::cuda::DeviceBuffer<int32_t> d_ids(ids.size()), offsets(E + 1), active(E), num_active(1),
       perm(T * k), slot(T * k);
   d_ids.upload(ids);
-  jb::cuda::MoePermutation p{offsets.get(), active.get(), num_active.get(), perm.get(),
-                             slot.get()};
+  jb::cuda::MoePermutation p{offsets.get(), active.get(), num_active.get(), perm.get(), slot.get()};
   jb::cuda::moe_permute(d_ids.get(), T, k, E, p);
   JB_CUDA(cudaDeviceSynchronize());
   // Host counting sort: expert-major, ascending tokens within an expert.
@@ -256,13 +311,13 @@ TEST(CudaMoe, EmbeddingOutOfRangeIdIsClampedAndRaises) {
     for (int64_t j = 0; j < d; ++j) EXPECT_EQ(o[i * d + j], table[expect_row[i] * d + j]);
 }
 
-TEST(CudaMoe, DecodeHasNoHostSyncAndMatchesForcedGemm) {
+TEST(CudaMoe, DecodeTakesGemvPath) {
   SKIP_WITHOUT_GPU();
-  // The same decode case through both expert paths must pass the policy (run_op covers that);
-  // here: the Auto decode choice is the Gemv path.
+  // Decode (T <= 16 tokens) must take the Gemv path under Auto, and pass.
   const jb::cmp::CaseResult r = jb::cmp::run_case(
       op("MOE"),
-      Case::parse("MOE(T=4,d=128,I=256,E=16,k=2,renorm=0,route=rand,weights=int8,path=auto,seed=9)"));
+      Case::parse(
+          "MOE(T=4,d=128,I=256,E=16,k=2,renorm=0,route=rand,weights=int8,path=auto,seed=9)"));
   EXPECT_EQ(r.status, jb::cmp::Status::Pass) << r.reason;
   EXPECT_EQ(r.variant, "gemv_int8");
 }

@@ -20,7 +20,9 @@ using namespace jb::cmp;
 
 namespace jb::cmp {
 // gtest prints parameters with this: the case string, which replays the case.
-void PrintTo(const Case& c, std::ostream* os) { *os << c.str(); }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.str();
+}
 }  // namespace jb::cmp
 
 namespace {
@@ -61,13 +63,16 @@ TEST_P(RmsNormCase, PassesPolicy) {
   EXPECT_TRUE(r.guards_ok);
   ASSERT_EQ(r.tensors.size(), 1u);
   const TensorResult& t = r.tensors[0];
-  // The kernel computes exactly what the emulating reference computes except for the order of
-  // the fp32 sum of squares, which can move inv_rms by an fp32 ulp and flip a rare bf16 (or, for
-  // fp32 cases, fp32) rounding. Far more than 1% of elements differing would mean a different
-  // formula (two roundings, rsqrtf, weight applied elsewhere).
-  EXPECT_LE(t.vs_lp.bit_mismatches, t.vs_lp.count / 100 + 1)
-      << c.str() << ": kernel differs from the emulating reference in " << t.vs_lp.bit_mismatches
-      << " of " << t.vs_lp.count << " elements";
+  // bf16 cases: the kernel computes exactly what the emulating reference computes except for the
+  // order of the fp32 sum of squares, which moves inv_rms by ~1e-6 relative at most and so flips
+  // a bf16 output rounding for ~1e-4 of the elements. Far more than 1% differing would mean a
+  // different formula (two roundings, rsqrtf, weight applied elsewhere). Not for fp32 cases:
+  // there every element of a row whose inv_rms moved by one ulp differs in its last bit.
+  if (c.dtype() == "bf16") {
+    EXPECT_LE(t.vs_lp.bit_mismatches, t.vs_lp.count / 100 + 1)
+        << c.str() << ": kernel differs from the emulating reference in " << t.vs_lp.bit_mismatches
+        << " of " << t.vs_lp.count << " elements";
+  }
   std::printf("  %-56s %-12s rel_l2 %.3e  bf16 ref %.3e  ratio %.2f  bits!=lp %lld\n",
               c.str().c_str(), r.variant.c_str(), t.metrics.rel_l2, t.lp_metrics.rel_l2,
               t.verdict.lp_ratio, static_cast<long long>(t.vs_lp.bit_mismatches));

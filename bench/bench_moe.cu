@@ -1,0 +1,283 @@
+// MoE / expert benchmarks at Jamba-v0.1 width (d 4096, I 14336, 16 experts, top-2, no
+// renormalisation), performance-targets.md rows "MoE expert GEMM, decode ... W8A16" and
+// "MoE / dense GEMM, prefill".
+//
+//   BM_ExpertsDecode/<int8|bf16>/T   the expert stage alone (gate/up + act + down, Gemv path) on
+//       a routing computed once: GB/s over the weight bytes (+ scales) of the experts actually
+//       touched, x_copy = that over the copy ceiling measured in this run (target >= 0.80 for
+//       int8). CUDA graph of the two launches, replayed.
+//   BM_MoeDecode/<int8|bf16>/T      the whole block (router, permute, gather, experts, combine)
+//       as one CUDA graph (decode takes no host sync), same byte count.
+//   BM_MoePrefill/<bf16|int8>/T     the whole block at T = 4096 / 8192 tokens (Gemm path):
+//       TFLOP/s (2 * T * k * 3 * d * I), and x_cublas = time of the same GEMMs done as two plain
+//       cuBLAS calls over all T*k rows (gate/up with fp32 output, down with bf16 output: the
+//       exact GEMM types the path uses) over our time (target >= 0.85 for bf16).
+//
+// Timing: CUDA events around each call (UseManualTime), warm-up first, median reported in the
+// counters. Weights and activations are random (fill_normal), never zeros (METHOD.md). The
+// weights of two experts (352 MB int8) exceed the 50 MB L2, so replays do not hit the cache.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/common/ceilings.hpp"
+#include "core/rng.hpp"
+#include "cuda/common.cuh"
+#include "cuda/experts.hpp"
+#include "cuda/gemm.hpp"
+#include "cuda/moe.hpp"
+#include "cuda/quant_int8.hpp"
+#include "cuda/random_init.hpp"
+
+namespace {
+
+using jb::cuda::bf16;
+using jb::cuda::DeviceBuffer;
+
+constexpr int64_t kD = 4096, kI = 14336, kE = 16, kMaxT = 8192;
+constexpr int kTopK = 2;
+
+struct JambaMoe {
+  DeviceBuffer<bf16> router, gate_up, down, x, out;
+  DeviceBuffer<int8_t> gate_up_q, down_q;
+  DeviceBuffer<float> gate_up_scale, down_scale;
+  jb::cuda::MoeLayer bf16_layer, int8_layer;
+};
+
+JambaMoe& jamba() {
+  static std::unique_ptr<JambaMoe> m = [] {
+    auto j = std::make_unique<JambaMoe>();
+    const uint64_t seed = 17;
+    const size_t n_gu = size_t(kE) * 2 * kI * kD, n_dn = size_t(kE) * kD * kI;
+    j->router.alloc(size_t(kE) * kD);
+    j->gate_up.alloc(n_gu);
+    j->down.alloc(n_dn);
+    j->x.alloc(size_t(kMaxT) * kD);
+    j->out.alloc(size_t(kMaxT) * kD);
+    jb::cuda::fill_normal(j->router.get(), j->router.size(), seed, jb::stream_id("bench.router"),
+                          0.f, 0.02f);
+    jb::cuda::fill_normal(j->gate_up.get(), n_gu, seed, jb::stream_id("bench.gate_up"), 0.f, 0.02f);
+    jb::cuda::fill_normal(j->down.get(), n_dn, seed, jb::stream_id("bench.down"), 0.f, 0.02f);
+    jb::cuda::fill_normal(j->x.get(), j->x.size(), seed, jb::stream_id("bench.x"), 0.f, 1.f);
+    j->gate_up_q.alloc(n_gu);
+    j->down_q.alloc(n_dn);
+    j->gate_up_scale.alloc(size_t(kE) * 2 * kI);
+    j->down_scale.alloc(size_t(kE) * kD);
+    jb::cuda::quantize_int8(j->gate_up.get(), kE * 2 * kI, kD, j->gate_up_q.get(),
+                            j->gate_up_scale.get());
+    jb::cuda::quantize_int8(j->down.get(), kE * kD, kI, j->down_q.get(), j->down_scale.get());
+    JB_CUDA(cudaDeviceSynchronize());
+    for (jb::cuda::MoeLayer* l : {&j->bf16_layer, &j->int8_layer}) {
+      l->router = j->router.get();
+      l->top_k = kTopK;
+      l->renormalize = false;
+      l->experts.num_experts = kE;
+      l->experts.d = kD;
+      l->experts.inter = kI;
+    }
+    j->bf16_layer.experts.type = jb::cuda::WeightType::Bf16;
+    j->bf16_layer.experts.gate_up = j->gate_up.get();
+    j->bf16_layer.experts.down = j->down.get();
+    j->int8_layer.experts.type = jb::cuda::WeightType::Int8;
+    j->int8_layer.experts.gate_up_q = j->gate_up_q.get();
+    j->int8_layer.experts.gate_up_scale = j->gate_up_scale.get();
+    j->int8_layer.experts.down_q = j->down_q.get();
+    j->int8_layer.experts.down_scale = j->down_scale.get();
+    return j;
+  }();
+  return *m;
+}
+
+// Weight bytes one expert call reads: 3 d I weights, plus the fp32 scales for int8.
+double expert_bytes(bool int8) {
+  return int8 ? 3.0 * kD * kI + 4.0 * (2 * kI + kD) : 2.0 * 3.0 * kD * kI;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Times graph replays; returns the median seconds.
+double time_graph(benchmark::State& state, cudaGraphExec_t exec, cudaStream_t s) {
+  for (int i = 0; i < 3; ++i) JB_CUDA(cudaGraphLaunch(exec, s));
+  JB_CUDA(cudaStreamSynchronize(s));
+  jb::bench::EventTimer timer(s);
+  std::vector<double> secs;
+  for (auto _ : state) {
+    timer.start();
+    JB_CUDA(cudaGraphLaunch(exec, s));
+    timer.stop();
+    const double sec = timer.elapsed_ms() * 1e-3;
+    secs.push_back(sec);
+    state.SetIterationTime(sec);
+  }
+  return median_of(secs);
+}
+
+void set_bw_counters(benchmark::State& state, double bytes, double sec, int active) {
+  const double gbs = sec > 0 ? bytes / sec / 1e9 : 0;
+  const auto& ceil = jb::bench::ceilings();
+  state.counters["us"] = sec * 1e6;
+  state.counters["experts_touched"] = active;
+  state.counters["weight_GB/s"] = gbs;
+  state.counters["x_copy"] = ceil.copy_gbs() > 0 ? gbs / ceil.copy_gbs() : 0;
+}
+
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { JB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  ~Stream() { cudaStreamDestroy(s); }
+};
+
+struct Graph {
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ~Graph() {
+    if (exec) cudaGraphExecDestroy(exec);
+    if (g) cudaGraphDestroy(g);
+  }
+  template <class Fn>
+  void capture(cudaStream_t s, Fn&& fn) {
+    JB_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    fn();
+    JB_CUDA(cudaStreamEndCapture(s, &g));
+    JB_CUDA(cudaGraphInstantiate(&exec, g, 0));
+  }
+};
+
+void BM_ExpertsDecode(benchmark::State& state, bool int8) {
+  JambaMoe& j = jamba();
+  const int64_t T = state.range(0);
+  const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
+  Stream st;
+  jb::cuda::MoeWorkspace ws;
+  // Routing, permutation and gathered rows once; then the expert stage alone.
+  jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Gemv, st.s);
+  JB_CUDA(cudaStreamSynchronize(st.s));
+  const int active = ws.num_active.download()[0];
+  jb::cuda::ExpertGroups g;
+  g.offsets = ws.offsets.get();
+  g.active = ws.active.get();
+  g.num_active = ws.num_active.get();
+  g.total_rows = T * kTopK;
+  g.max_rows_per_expert = T;
+  Graph graph;
+  graph.capture(st.s, [&] {
+    jb::cuda::run_experts(layer.experts, g, ws.x_rows.get(), ws.y_rows.get(),
+                          jb::cuda::ExpertsPath::Gemv, ws.experts, st.s);
+  });
+  const double sec = time_graph(state, graph.exec, st.s);
+  set_bw_counters(state, active * expert_bytes(int8), sec, active);
+}
+
+void BM_MoeDecode(benchmark::State& state, bool int8) {
+  JambaMoe& j = jamba();
+  const int64_t T = state.range(0);
+  const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
+  Stream st;
+  jb::cuda::MoeWorkspace ws;
+  jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
+  JB_CUDA(cudaStreamSynchronize(st.s));  // workspace allocated: capture allocates nothing
+  const int active = ws.num_active.download()[0];
+  Graph graph;
+  graph.capture(st.s, [&] {
+    jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
+  });
+  const double sec = time_graph(state, graph.exec, st.s);
+  set_bw_counters(state, active * expert_bytes(int8), sec, active);
+}
+
+void BM_MoePrefill(benchmark::State& state, bool int8) {
+  JambaMoe& j = jamba();
+  const int64_t T = state.range(0);
+  const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
+  Stream st;
+  jb::cuda::MoeWorkspace ws;
+  auto call = [&] {
+    jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
+  };
+  call();
+  JB_CUDA(cudaStreamSynchronize(st.s));
+  jb::bench::EventTimer timer(st.s);
+  std::vector<double> secs;
+  for (auto _ : state) {
+    timer.start();
+    call();
+    timer.stop();
+    const double sec = timer.elapsed_ms() * 1e-3;
+    secs.push_back(sec);
+    state.SetIterationTime(sec);
+  }
+  const double sec = median_of(secs);
+  // The same GEMMs as two plain cuBLAS calls over all T*k rows (expert 0's weights).
+  const int64_t M = T * kTopK;
+  DeviceBuffer<float> gu(size_t(M) * 2 * kI);
+  DeviceBuffer<bf16> act(size_t(M) * kI), y(size_t(M) * kD);
+  jb::cuda::fill_normal(act.get(), act.size(), 3, jb::stream_id("bench.act"), 0.f, 1.f);
+  const double cublas_ms = jb::bench::median_ms(
+      [&] {
+        jb::cuda::linear_bf16_f32out(ws.x_rows.get(), kD, j.gate_up.get(), gu.get(), M, 2 * kI, kD,
+                                     st.s);
+        jb::cuda::linear_bf16(act.get(), j.down.get(), y.get(), M, kD, kI, st.s);
+      },
+      10, 2, st.s);
+  const double flops = 2.0 * M * 3.0 * double(kD) * double(kI);
+  const double tflops = sec > 0 ? flops / sec / 1e12 : 0;
+  state.counters["ms"] = sec * 1e3;
+  state.counters["TFLOP/s"] = tflops;
+  state.counters["cublas_TFLOP/s"] = flops / (cublas_ms * 1e-3) / 1e12;
+  state.counters["x_cublas"] = sec > 0 ? (cublas_ms * 1e-3) / sec : 0;
+  const auto& ceil = jb::bench::ceilings();
+  state.counters["x_gemm_ceiling"] = ceil.gemm_tflops > 0 ? tflops / ceil.gemm_tflops : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (!jb::cuda::device_available()) {
+    std::fprintf(stderr, "bench_moe: no CUDA device available, nothing to run\n");
+    return 0;
+  }
+  jb::bench::add_ceilings_to_context(jb::bench::ceilings());
+  for (bool int8 : {true, false}) {
+    const std::string w = int8 ? "int8" : "bf16";
+    benchmark::RegisterBenchmark(("BM_ExpertsDecode/" + w).c_str(),
+                                 [int8](benchmark::State& s) { BM_ExpertsDecode(s, int8); })
+        ->ArgName("T")
+        ->Arg(1)
+        ->Arg(2)
+        ->Arg(4)
+        ->Arg(8)
+        ->Arg(16)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("BM_MoeDecode/" + w).c_str(),
+                                 [int8](benchmark::State& s) { BM_MoeDecode(s, int8); })
+        ->ArgName("T")
+        ->Arg(1)
+        ->Arg(4)
+        ->Arg(16)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (bool int8 : {false, true}) {
+    const std::string w = int8 ? "int8" : "bf16";
+    benchmark::RegisterBenchmark(("BM_MoePrefill/" + w).c_str(),
+                                 [int8](benchmark::State& s) { BM_MoePrefill(s, int8); })
+        ->ArgName("T")
+        ->Arg(4096)
+        ->Arg(8192)
+        ->UseManualTime()
+        ->Iterations(10)
+        ->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -127,7 +127,8 @@ void BM_Decode(benchmark::State& state, int B, int L) {
   jb::cuda::DeviceBuffer<bf16> q(static_cast<size_t>(B * qd)), out(static_cast<size_t>(B * qd));
   fill_normal(q.get(), q.size(), 2, "bench.q");
   jb::cuda::DecodeWorkspace ws;
-  jb::cuda::decode_workspace_init(ws, B, kH, kHkv, kHd, jb::cuda::decode_num_splits(B, kHkv, L));
+  jb::cuda::decode_workspace_init(ws, B, kH, kHkv, kHd,
+                                  jb::cuda::decode_num_splits(B, kH, kHkv, kHd, L));
   auto args_for = [&](int s) {
     jb::cuda::DecodeArgs a;
     a.q = q.get();
@@ -160,7 +161,7 @@ void BM_Decode(benchmark::State& state, int B, int L) {
   state.counters["KV_GB/s"] = gbs;
   state.counters["x_copy"] =
       jb::bench::ceilings().copy_gbs() > 0 ? gbs / jb::bench::ceilings().copy_gbs() : 0;
-  state.counters["splits"] = jb::cuda::decode_num_splits(B, kHkv, L);
+  state.counters["splits"] = jb::cuda::decode_num_splits(B, kH, kHkv, kHd, L);
   state.SetLabel("splitkv rotate=" + std::to_string(sets));
   our_ms()["decode B=" + std::to_string(B) + " L=" + std::to_string(L)] = ms;
 }

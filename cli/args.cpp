@@ -41,7 +41,9 @@ Args::Args(const std::vector<std::string>& argv, const std::vector<std::string>&
   }
 }
 
-bool Args::has(const std::string& opt) const { return values_.count(opt) != 0; }
+bool Args::has(const std::string& opt) const {
+  return values_.count(opt) != 0;
+}
 
 std::string Args::get(const std::string& opt, const std::string& def) const {
   auto it = values_.find(opt);
@@ -60,7 +62,8 @@ int64_t Args::get_int(const std::string& opt, int64_t def) const {
   const std::string s = get(opt);
   char* end = nullptr;
   long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end) fail(ErrorKind::Usage, "option " + opt + " expects an integer, got '" + s + "'");
+  if (s.empty() || *end)
+    fail(ErrorKind::Usage, "option " + opt + " expects an integer, got '" + s + "'");
   return v;
 }
 
@@ -69,7 +72,8 @@ double Args::get_double(const std::string& opt, double def) const {
   const std::string s = get(opt);
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end) fail(ErrorKind::Usage, "option " + opt + " expects a number, got '" + s + "'");
+  if (s.empty() || *end)
+    fail(ErrorKind::Usage, "option " + opt + " expects a number, got '" + s + "'");
   return v;
 }
 

@@ -23,9 +23,9 @@ uint16_t float_to_f16_bits(float f) {
   const uint32_t u = float_bits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;       // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;      // rounds to >= 65520: inf
-  if (abs < 0x33000001u) return sign;                 // < 2^-25 (or exactly): rounds to 0
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
+  if (abs < 0x33000001u) return sign;             // < 2^-25 (or exactly): rounds to 0
   const int exp = static_cast<int>(abs >> 23) - 127;
   uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
   int shift;  // how many mantissa bits to drop

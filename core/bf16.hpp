@@ -36,10 +36,14 @@ JB_HD uint16_t float_to_bf16_bits(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-JB_HD float bf16_bits_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+JB_HD float bf16_bits_to_float(uint16_t b) {
+  return bits_float(static_cast<uint32_t>(b) << 16);
+}
 
 // The value a bf16 store of f would hold: the rounding points of the bf16-emulating reference.
-JB_HD float round_bf16(float f) { return bf16_bits_to_float(float_to_bf16_bits(f)); }
+JB_HD float round_bf16(float f) {
+  return bf16_bits_to_float(float_to_bf16_bits(f));
+}
 
 // IEEE half (F16) <-> float on the host, for safetensors F16 tensors (RNE, subnormals, inf/NaN).
 float f16_bits_to_float(uint16_t h);

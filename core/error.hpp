@@ -24,8 +24,7 @@ int error_exit_code(ErrorKind kind);
 
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message)
-      : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   ErrorKind kind() const { return kind_; }
 
  private:
@@ -37,9 +36,9 @@ class Error : public std::runtime_error {
 }  // namespace jb
 
 // Internal invariant check that throws (never aborts) with file and line.
-#define JB_CHECK(cond, msg)                                                               \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
-      ::jb::fail(::jb::ErrorKind::Internal, std::string(__FILE__) + ":" +                 \
-                                                std::to_string(__LINE__) + ": " + (msg)); \
+#define JB_CHECK(cond, msg)                                                              \
+  do {                                                                                   \
+    if (!(cond))                                                                         \
+      ::jb::fail(::jb::ErrorKind::Internal,                                              \
+                 std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + (msg)); \
   } while (0)

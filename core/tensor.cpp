@@ -26,28 +26,44 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 const char* dtype_name(Dtype d) {
   switch (d) {
-    case Dtype::F32: return "F32";
-    case Dtype::F16: return "F16";
-    case Dtype::BF16: return "BF16";
-    case Dtype::I8: return "I8";
-    case Dtype::F64: return "F64";
-    case Dtype::I32: return "I32";
-    case Dtype::I64: return "I64";
-    case Dtype::U8: return "U8";
+    case Dtype::F32:
+      return "F32";
+    case Dtype::F16:
+      return "F16";
+    case Dtype::BF16:
+      return "BF16";
+    case Dtype::I8:
+      return "I8";
+    case Dtype::F64:
+      return "F64";
+    case Dtype::I32:
+      return "I32";
+    case Dtype::I64:
+      return "I64";
+    case Dtype::U8:
+      return "U8";
   }
   return "?";
 }
 
 int64_t dtype_size(Dtype d) {
   switch (d) {
-    case Dtype::F32: return 4;
-    case Dtype::F16: return 2;
-    case Dtype::BF16: return 2;
-    case Dtype::I8: return 1;
-    case Dtype::F64: return 8;
-    case Dtype::I32: return 4;
-    case Dtype::I64: return 8;
-    case Dtype::U8: return 1;
+    case Dtype::F32:
+      return 4;
+    case Dtype::F16:
+      return 2;
+    case Dtype::BF16:
+      return 2;
+    case Dtype::I8:
+      return 1;
+    case Dtype::F64:
+      return 8;
+    case Dtype::I32:
+      return 4;
+    case Dtype::I64:
+      return 8;
+    case Dtype::U8:
+      return 1;
   }
   return 0;
 }
@@ -61,11 +77,13 @@ Dtype parse_dtype(const std::string& name) {
   if (name == "I32") return Dtype::I32;
   if (name == "I64") return Dtype::I64;
   if (name == "U8") return Dtype::U8;
-  static const char* known[] = {"BOOL",    "I16",     "U16",         "U32",        "U64",
-                                "C64",     "F8_E4M3", "F8_E5M2",     "F8_E8M0",    "F8_E4M3FNUZ",
-                                "F8_E5M2FNUZ", "F4",  "F6_E2M3",     "F6_E3M2"};
+  static const char* known[] = {"BOOL",        "I16",     "U16",     "U32",     "U64",
+                                "C64",         "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ",
+                                "F8_E5M2FNUZ", "F4",      "F6_E2M3", "F6_E3M2"};
   for (const char* k : known)
-    if (name == k) fail(ErrorKind::Dtype, "unsupported dtype '" + name + "' (jambench reads F32, F16, BF16, I8, F64, I32, I64, U8)");
+    if (name == k)
+      fail(ErrorKind::Dtype, "unsupported dtype '" + name +
+                                 "' (jambench reads F32, F16, BF16, I8, F64, I32, I64, U8)");
   fail(ErrorKind::Dtype, "unknown dtype '" + name + "'");
 }
 

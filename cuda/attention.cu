@@ -3,6 +3,7 @@
 #include "cuda/attention.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -642,10 +643,16 @@ void launch_prefill_simple(const PrefillArgs& a, float scale_log2, cudaStream_t 
   JB_LAUNCH("prefill_simple_kernel");
 }
 
+// Rows per stream step: keeps q, acc and the 2R loads in registers (no spills at G = 8).
+template <int G>
+constexpr int decode_rows() {
+  return G >= 8 ? 4 : 8;
+}
+
 template <int HD, int G>
 void launch_decode(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
                    float scale_log2, cudaStream_t stream) {
-  constexpr int R = G >= 8 ? 4 : 8;  // keeps q, acc and the 2R loads in registers
+  constexpr int R = decode_rows<G>();
   const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
   decode_splitkv_kernel<HD, G, R><<<grid, 128, 0, stream>>>(a, ws.partials.get(), ws.counters.get(),
                                                             splits, chunk, scale_log2);
@@ -739,10 +746,38 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
   return prefill_variant_name(v);
 }
 
-int decode_num_splits(int batch, int num_kv_heads, int max_kv_len) {
+template <int HD, int G>
+int decode_blocks_per_sm_of() {
+  int n = 0;
+  JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &n, decode_splitkv_kernel<HD, G, decode_rows<G>()>, 128, 0));
+  return std::max(n, 1);
+}
+
+// Decode blocks of this (head_dim, group) that one SM holds at once (occupancy API; registers
+// decide it: 165 per thread at hd 128, G 4 -> 3 blocks). Unsupported shapes give 1; the launch
+// itself reports them.
+int decode_blocks_per_sm(int head_dim, int group) {
+  static const std::array<int, 8> table = [] {
+    return std::array<int, 8>{decode_blocks_per_sm_of<64, 1>(),  decode_blocks_per_sm_of<64, 2>(),
+                              decode_blocks_per_sm_of<64, 4>(),  decode_blocks_per_sm_of<64, 8>(),
+                              decode_blocks_per_sm_of<128, 1>(), decode_blocks_per_sm_of<128, 2>(),
+                              decode_blocks_per_sm_of<128, 4>(), decode_blocks_per_sm_of<128, 8>()};
+  }();
+  const int gi = group == 1 ? 0 : group == 2 ? 1 : group == 4 ? 2 : group == 8 ? 3 : -1;
+  if (gi < 0 || (head_dim != 64 && head_dim != 128)) return 1;
+  return table[(head_dim == 128 ? 4 : 0) + gi];
+}
+
+int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len) {
   const int slabs = std::max(1, batch * num_kv_heads);
-  // About four blocks per SM in total; at least 64 rows per split.
-  const int want = std::max(1, ceil_div(4 * sm_count(), slabs));
+  const int group = num_kv_heads > 0 ? num_heads / num_kv_heads : 1;
+  // One whole wave: as many blocks as the GPU holds at once, never a partial second wave, which
+  // would leave most SMs idle while it runs (measured on an H200 at hd 128, 32:8, B 1,
+  // L 128K: the earlier "4 blocks per SM" rule made 66 x 8 = 528 blocks for 3 x 132 = 396
+  // slots, two waves, 1.39 TB/s). At least 64 rows per split.
+  const int capacity = decode_blocks_per_sm(head_dim, group) * sm_count();
+  const int want = std::max(1, capacity / slabs);
   const int by_len = std::max(1, ceil_div(std::max(1, max_kv_len), 64));
   return std::min({want, by_len, kDecodeMaxSplits});
 }
@@ -778,7 +813,8 @@ std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStrea
   check_aligned16(a.kv.k, 0, "attention_decode k cache");
   check_aligned16(a.kv.v, 0, "attention_decode v cache");
   int splits = a.num_splits > 0 ? a.num_splits
-                                : decode_num_splits(a.kv.batch, a.kv.num_kv_heads, a.max_kv_len);
+                                : decode_num_splits(a.kv.batch, a.num_heads, a.kv.num_kv_heads, hd,
+                                                    a.max_kv_len);
   splits = std::min(splits, ws.max_splits);
   const int chunk = ceil_div(ceil_div(a.max_kv_len, splits), 64) * 64;
   splits = ceil_div(a.max_kv_len, chunk);

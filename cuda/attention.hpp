@@ -97,8 +97,9 @@ struct DecodeWorkspace {
 };
 void decode_workspace_init(DecodeWorkspace& ws, int batch, int num_heads, int num_kv_heads,
                            int head_dim, int max_splits);
-// The split count attention_decode uses for this shape (also the workspace size to ask for).
-int decode_num_splits(int batch, int num_kv_heads, int max_kv_len);
+// The split count attention_decode uses for this shape (also the workspace size to ask for):
+// one whole wave of decode blocks on this GPU. Needs a CUDA device.
+int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len);
 constexpr int kDecodeMaxSplits = 256;
 
 // Returns the variant name ("splitkv").

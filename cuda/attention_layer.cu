@@ -20,9 +20,9 @@ AttentionLayer::AttentionLayer(const ModelConfig& c, int batch, int64_t max_toke
                                 std::to_string(c.num_key_value_heads));
   if (c.sliding_window)
     fail(ErrorKind::Unsupported, "AttentionLayer: sliding_window is not implemented");
-  const int max_splits =
-      decode_num_splits(batch, static_cast<int>(c.num_key_value_heads),
-                        static_cast<int>(std::min<int64_t>(max_tokens, 1 << 30)));
+  const int max_splits = decode_num_splits(
+      batch, static_cast<int>(c.num_attention_heads), static_cast<int>(c.num_key_value_heads),
+      static_cast<int>(c.head_dim), static_cast<int>(std::min<int64_t>(max_tokens, 1 << 30)));
   decode_workspace_init(ws_, batch, static_cast<int>(c.num_attention_heads),
                         static_cast<int>(c.num_key_value_heads), static_cast<int>(c.head_dim),
                         max_splits);

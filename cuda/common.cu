@@ -109,7 +109,9 @@ nlohmann::json device_info() {
   return j;
 }
 
-void register_device_info() { jb::set_device_info_provider(device_info); }
+void register_device_info() {
+  jb::set_device_info_provider(device_info);
+}
 
 std::vector<bf16> to_bf16(const std::vector<float>& v) {
   std::vector<bf16> out(v.size());

@@ -21,24 +21,25 @@ using bf16 = __nv_bfloat16;
 
 }  // namespace jb::cuda
 
-#define JB_CUDA(call)                                                            \
-  do {                                                                           \
-    cudaError_t jb_err_ = (call);                                                \
+#define JB_CUDA(call)                                                                       \
+  do {                                                                                      \
+    cudaError_t jb_err_ = (call);                                                           \
     if (jb_err_ != cudaSuccess) ::jb::cuda::throw_cuda(jb_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
-#define JB_CUBLAS(call)                                                          \
-  do {                                                                           \
-    cublasStatus_t jb_st_ = (call);                                              \
-    if (jb_st_ != CUBLAS_STATUS_SUCCESS)                                         \
-      ::jb::cuda::throw_cublas(jb_st_, #call, __FILE__, __LINE__);               \
+#define JB_CUBLAS(call)                                            \
+  do {                                                             \
+    cublasStatus_t jb_st_ = (call);                                \
+    if (jb_st_ != CUBLAS_STATUS_SUCCESS)                           \
+      ::jb::cuda::throw_cublas(jb_st_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After every <<<>>> launch: catches bad launch configurations immediately.
-#define JB_LAUNCH(name)                                                          \
-  do {                                                                           \
-    cudaError_t jb_err_ = cudaGetLastError();                                    \
-    if (jb_err_ != cudaSuccess) ::jb::cuda::throw_cuda(jb_err_, "launch " name, __FILE__, __LINE__); \
+#define JB_LAUNCH(name)                                                    \
+  do {                                                                     \
+    cudaError_t jb_err_ = cudaGetLastError();                              \
+    if (jb_err_ != cudaSuccess)                                            \
+      ::jb::cuda::throw_cuda(jb_err_, "launch " name, __FILE__, __LINE__); \
   } while (0)
 
 namespace jb::cuda {
@@ -54,7 +55,13 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    if (this != &o) { reset(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+    if (this != &o) {
+      reset();
+      p_ = o.p_;
+      n_ = o.n_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
     return *this;
   }
   void alloc(size_t n);

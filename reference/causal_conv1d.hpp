@@ -11,7 +11,7 @@ namespace jb::ref {
 // inputs including this call's, so prefill, chunked prefill and the decode step (L = 1) are
 // one function. Null = zero history, state not returned.
 template <class T>
-Mat<T> causal_conv1d(const Mat<T>& x, const Mat<T>& weight, const Vec<T>& bias,
-                     Mat<T>* conv_state, bool silu_act, Round r);
+Mat<T> causal_conv1d(const Mat<T>& x, const Mat<T>& weight, const Vec<T>& bias, Mat<T>* conv_state,
+                     bool silu_act, Round r);
 
 }  // namespace jb::ref

@@ -7,20 +7,20 @@ namespace jb::ref {
 // Weights of one Mamba-1 mixer with Jamba's inner norms (jamba-spec §2.4 table).
 template <class T>
 struct MambaWeights {
-  Mat<T> in_proj;       // [2*Di, d]; rows [0, Di) = x, [Di, 2Di) = z
-  Vec<T> in_proj_bias;  // [2*Di] or size 0
-  Mat<T> conv_w;        // [Di, K]  (conv1d.weight [Di, 1, K] squeezed)
-  Vec<T> conv_b;        // [Di] or size 0
-  Mat<T> x_proj;        // [R + 2N, Di]; output split dt, B, C
-  Mat<T> dt_proj;       // [Di, R]
-  Vec<T> dt_bias;       // [Di]
-  Mat<T> A_log;         // [Di, N]
-  Vec<T> D;             // [Di]
-  Mat<T> out_proj;      // [d, Di]
-  Vec<T> out_proj_bias; // [d] or size 0
-  Vec<T> dt_norm;       // [R]  dt_layernorm.weight (size 0 when the config has no inner norms)
-  Vec<T> b_norm;        // [N]
-  Vec<T> c_norm;        // [N]
+  Mat<T> in_proj;        // [2*Di, d]; rows [0, Di) = x, [Di, 2Di) = z
+  Vec<T> in_proj_bias;   // [2*Di] or size 0
+  Mat<T> conv_w;         // [Di, K]  (conv1d.weight [Di, 1, K] squeezed)
+  Vec<T> conv_b;         // [Di] or size 0
+  Mat<T> x_proj;         // [R + 2N, Di]; output split dt, B, C
+  Mat<T> dt_proj;        // [Di, R]
+  Vec<T> dt_bias;        // [Di]
+  Mat<T> A_log;          // [Di, N]
+  Vec<T> D;              // [Di]
+  Mat<T> out_proj;       // [d, Di]
+  Vec<T> out_proj_bias;  // [d] or size 0
+  Vec<T> dt_norm;        // [R]  dt_layernorm.weight (size 0 when the config has no inner norms)
+  Vec<T> b_norm;         // [N]
+  Vec<T> c_norm;         // [N]
 };
 
 // Per-sequence recurrent state of one Mamba layer: constant size in context length.

@@ -11,8 +11,8 @@ namespace jb::ref {
 // An all-zero row gives scale 0 and q = 0 (instead of NaN). Scales are stored as fp32 values.
 struct QuantizedMatrix {
   int64_t rows = 0, cols = 0;
-  std::vector<int8_t> q;      // [rows, cols]
-  std::vector<float> scale;   // [rows]
+  std::vector<int8_t> q;     // [rows, cols]
+  std::vector<float> scale;  // [rows]
 };
 
 // w: [rows, cols] row-major, values that are bf16-representable (they are rounded first).

@@ -396,8 +396,9 @@ Outputs decode_kernel(const Case& c, KernelRun& run) {
   a.kv_len = cache.device_lengths();
   a.max_kv_len = max_len;
   a.num_splits = c.has("splits") ? static_cast<int>(c.geti("splits")) : 0;
-  const int splits =
-      a.num_splits > 0 ? a.num_splits : jb::cuda::decode_num_splits(B, in.Hkv, max_len);
+  const int splits = a.num_splits > 0
+                         ? a.num_splits
+                         : jb::cuda::decode_num_splits(B, in.H, in.Hkv, in.hd, max_len);
   jb::cuda::DecodeWorkspace ws;
   jb::cuda::decode_workspace_init(ws, B, in.H, in.Hkv, in.hd, splits);
   jb::cuda::GuardedBuffer out(static_cast<size_t>(B * qd) * sizeof(bf16));

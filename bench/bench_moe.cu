@@ -18,7 +18,6 @@
 // weights of two experts (352 MB int8) exceed the 50 MB L2, so replays do not hit the cache.
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -97,26 +96,22 @@ double expert_bytes(bool int8) {
   return int8 ? 3.0 * kD * kI + 4.0 * (2 * kI + kD) : 2.0 * 3.0 * kD * kI;
 }
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-// Times graph replays; returns the median seconds.
-double time_graph(benchmark::State& state, cudaGraphExec_t exec, cudaStream_t s) {
-  for (int i = 0; i < 3; ++i) JB_CUDA(cudaGraphLaunch(exec, s));
+// Times fn with CUDA events on s (3 warm-up calls first); returns the median seconds.
+template <class Fn>
+double time_calls(benchmark::State& state, cudaStream_t s, Fn&& fn) {
+  for (int i = 0; i < 3; ++i) fn();
   JB_CUDA(cudaStreamSynchronize(s));
   jb::bench::EventTimer timer(s);
   std::vector<double> secs;
   for (auto _ : state) {
     timer.start();
-    JB_CUDA(cudaGraphLaunch(exec, s));
+    fn();
     timer.stop();
     const double sec = timer.elapsed_ms() * 1e-3;
     secs.push_back(sec);
     state.SetIterationTime(sec);
   }
-  return median_of(secs);
+  return jb::bench::median(secs);
 }
 
 void set_bw_counters(benchmark::State& state, double bytes, double sec, int active) {
@@ -150,46 +145,53 @@ struct Graph {
   }
 };
 
-void BM_ExpertsDecode(benchmark::State& state, bool int8) {
-  JambaMoe& j = jamba();
-  const int64_t T = state.range(0);
-  const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
+// A decode batch of T tokens routed once: its workspace is filled by one moe_forward (so a later
+// graph capture allocates nothing) and `active` counts the experts the routing touched.
+struct DecodeSetup {
+  const jb::cuda::MoeLayer& layer;
   Stream st;
   jb::cuda::MoeWorkspace ws;
+  int active = 0;
+  DecodeSetup(bool int8, int64_t T, jb::cuda::ExpertsPath path)
+      : layer(int8 ? jamba().int8_layer : jamba().bf16_layer) {
+    jb::cuda::moe_forward(layer, jamba().x.get(), T, jamba().out.get(), ws, path, st.s);
+    JB_CUDA(cudaStreamSynchronize(st.s));
+    active = ws.num_active.download()[0];
+  }
+};
+
+void BM_ExpertsDecode(benchmark::State& state, bool int8) {
+  const int64_t T = state.range(0);
   // Routing, permutation and gathered rows once; then the expert stage alone.
-  jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Gemv, st.s);
-  JB_CUDA(cudaStreamSynchronize(st.s));
-  const int active = ws.num_active.download()[0];
+  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Gemv);
   jb::cuda::ExpertGroups g;
-  g.offsets = ws.offsets.get();
-  g.active = ws.active.get();
-  g.num_active = ws.num_active.get();
+  g.offsets = d.ws.offsets.get();
+  g.active = d.ws.active.get();
+  g.num_active = d.ws.num_active.get();
   g.total_rows = T * kTopK;
   g.max_rows_per_expert = T;
   Graph graph;
-  graph.capture(st.s, [&] {
-    jb::cuda::run_experts(layer.experts, g, ws.x_rows.get(), ws.y_rows.get(),
-                          jb::cuda::ExpertsPath::Gemv, ws.experts, st.s);
+  graph.capture(d.st.s, [&] {
+    jb::cuda::run_experts(d.layer.experts, g, d.ws.x_rows.get(), d.ws.y_rows.get(),
+                          jb::cuda::ExpertsPath::Gemv, d.ws.experts, d.st.s);
   });
-  const double sec = time_graph(state, graph.exec, st.s);
-  set_bw_counters(state, active * expert_bytes(int8), sec, active);
+  const double sec =
+      time_calls(state, d.st.s, [&] { JB_CUDA(cudaGraphLaunch(graph.exec, d.st.s)); });
+  set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 
 void BM_MoeDecode(benchmark::State& state, bool int8) {
   JambaMoe& j = jamba();
   const int64_t T = state.range(0);
-  const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
-  Stream st;
-  jb::cuda::MoeWorkspace ws;
-  jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
-  JB_CUDA(cudaStreamSynchronize(st.s));  // workspace allocated: capture allocates nothing
-  const int active = ws.num_active.download()[0];
+  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Auto);
   Graph graph;
-  graph.capture(st.s, [&] {
-    jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
+  graph.capture(d.st.s, [&] {
+    jb::cuda::moe_forward(d.layer, j.x.get(), T, j.out.get(), d.ws, jb::cuda::ExpertsPath::Auto,
+                          d.st.s);
   });
-  const double sec = time_graph(state, graph.exec, st.s);
-  set_bw_counters(state, active * expert_bytes(int8), sec, active);
+  const double sec =
+      time_calls(state, d.st.s, [&] { JB_CUDA(cudaGraphLaunch(graph.exec, d.st.s)); });
+  set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 
 void BM_MoePrefill(benchmark::State& state, bool int8) {
@@ -201,19 +203,7 @@ void BM_MoePrefill(benchmark::State& state, bool int8) {
   auto call = [&] {
     jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
   };
-  call();
-  JB_CUDA(cudaStreamSynchronize(st.s));
-  jb::bench::EventTimer timer(st.s);
-  std::vector<double> secs;
-  for (auto _ : state) {
-    timer.start();
-    call();
-    timer.stop();
-    const double sec = timer.elapsed_ms() * 1e-3;
-    secs.push_back(sec);
-    state.SetIterationTime(sec);
-  }
-  const double sec = median_of(secs);
+  const double sec = time_calls(state, st.s, call);
   // The same GEMMs as two plain cuBLAS calls over all T*k rows (expert 0's weights).
   const int64_t M = T * kTopK;
   DeviceBuffer<float> gu(size_t(M) * 2 * kI);

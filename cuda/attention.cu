@@ -20,16 +20,6 @@ int ceil_div(int a, int b) {
   return (a + b - 1) / b;
 }
 
-int sm_count() {
-  static int n = [] {
-    int dev = 0, v = 0;
-    JB_CUDA(cudaGetDevice(&dev));
-    JB_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 // ---------------------------------------------------------------------------------------------
 // PTX helpers (sm_80+): asynchronous 16-byte copies, ldmatrix and the bf16 tensor-core MMA.
 

@@ -248,13 +248,6 @@ const char* launch_fwd(const FwdParams& p, int64_t batch, bool state_separate,
   return vec ? "vec8" : "scalar";
 }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  JB_CUDA(cudaGetDevice(&dev));
-  JB_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  return n;
-}
-
 // Tokens per block: each block's prologue (8 x K weights, 8 biases, K - 1 history rows per
 // thread: a few dependent L2 round trips) must be amortised over many token rows, while the grid
 // keeps about 16 blocks per SM. With a fixed 64-token tile the prologue rivalled the main loop

@@ -75,6 +75,16 @@ bool device_available() {
   return n > 0;
 }
 
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    JB_CUDA(cudaGetDevice(&dev));
+    JB_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
 std::string device_name() {
   if (!device_available()) return "none";
   cudaDeviceProp prop;

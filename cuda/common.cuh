@@ -117,6 +117,8 @@ class GuardedBuffer {
 
 bool device_available();  // a CUDA device can be used (false on CI machines)
 std::string device_name();
+// SMs of the current device, queried once per process (launch heuristics call it per launch).
+int sm_count();
 // Registers device_info() as core/result's GPU metadata provider (call once in main()).
 void register_device_info();
 

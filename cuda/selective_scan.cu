@@ -18,8 +18,15 @@
 #include <algorithm>
 #include <mutex>
 
+#include "cuda/ssm_math.cuh"
+
 namespace jb::cuda {
 namespace {
+
+using ssm_math::exp2_decay;
+using ssm_math::kLog2e;
+using ssm_math::silu_f;
+using ssm_math::softplus_f;
 
 constexpr int kCB = 64;                            // channels per block
 constexpr int kG = 4;                              // threads per channel
@@ -29,7 +36,6 @@ constexpr int kThreads = kCB * kG;                 // 256
 constexpr int kT = 64;                             // time steps per tile
 constexpr int kVecPerRow = kCB / 8;                // 16-byte vectors per token row of a [L, D] tile
 constexpr int kDVec = kT * kVecPerRow / kThreads;  // vectors per thread per [L, D] tensor: 2
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kT * 2 * 2 == kThreads, "one 16-byte B or C vector per thread per tile");
 
 enum class Mode { Full, ChunkState };
@@ -62,39 +68,6 @@ struct Params {
   float* ws_h;
   float* ws_s;
 };
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-// 2^x for x = delta * A * log2(e) (<= 0 with softplus). For |x| < 0.5 a degree-6 Taylor
-// polynomial of 2^x = e^(x ln2) on the FMA pipe: its truncation error ((0.5 ln2)^7/7! ~ 2e-11) is
-// far below an fp32 ulp, so the result is rounded about as well as a correctly rounded exp. This
-// matters: when delta*A is small, exp(delta*A) ~ 1 multiplies the state at every step (long
-// memory), and the hardware ex2.approx error is a smooth function of its argument, i.e. nearly
-// the same at consecutive steps, so it would add up linearly over the ~1/|delta*A| steps the
-// state remembers instead of averaging out like rounding errors. For larger |x| the state
-// forgets within ~3 steps and ex2.approx (MUFU, relative error ~2^-22) is accurate enough.
-// Measured on an H200 (2026-11-28): a degree-3 polynomial on |x| < 1/64 only was 7% faster at
-// B = 1, L = 8K but raised the final-state error from 1.0x to 2.1-2.3x the bf16 reference's
-// (the policy allows 3x): not worth it.
-__device__ __forceinline__ float exp2_decay(float x) {
-  float p = fmaf(x, 1.5403530393381606e-4f, 1.3333558146428443e-3f);
-  p = fmaf(p, x, 9.6181291076284772e-3f);
-  p = fmaf(p, x, 5.5504108664821580e-2f);
-  p = fmaf(p, x, 2.4022650695910071e-1f);
-  p = fmaf(p, x, 6.9314718055994531e-1f);
-  p = fmaf(p, x, 1.0f);
-  return fabsf(x) < 0.5f ? p : ex2_approx(x);
-}
-// Threshold 20 as in PyTorch and the mamba kernels (jamba-spec §2.4 step 7).
-__device__ __forceinline__ float softplus_f(float v) {
-  return v <= 20.0f ? log1pf(expf(v)) : v;
-}
-__device__ __forceinline__ float silu_f(float v) {
-  return v / (1.0f + expf(-v));
-}
 
 // clamp(x, 0, 8): how many of 8 consecutive elements are valid.
 __device__ __forceinline__ int clamp8(int64_t x) {
@@ -362,16 +335,6 @@ __global__ void scan_combine_kernel(int64_t batch, int64_t dim, int64_t dstate, 
 
 bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
-}
-
-int sm_count() {
-  static int n = [] {
-    int dev = 0, v = 0;
-    JB_CUDA(cudaGetDevice(&dev));
-    JB_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
 }
 
 template <Mode kMode, bool kVec>

@@ -8,10 +8,10 @@
 //       int8). CUDA graph of the two launches, replayed.
 //   BM_MoeDecode/<int8|bf16>/T      the whole block (router, permute, gather, experts, combine)
 //       as one CUDA graph (decode takes no host sync), same byte count.
-//   BM_MoePrefill/<bf16|int8>/T     the whole block at T = 4096 / 8192 tokens (Gemm path):
-//       TFLOP/s (2 * T * k * 3 * d * I), and x_cublas = time of the same GEMMs done as two plain
-//       cuBLAS calls over all T*k rows (gate/up with fp32 output, down with bf16 output: the
-//       exact GEMM types the path uses) over our time (target >= 0.85 for bf16).
+//   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 4096 / 8192 tokens (Gemm path,
+//       expert GEMMs on N concurrent lanes): TFLOP/s (2 * T * k * 3 * d * I), and x_cublas =
+//       time of the same GEMMs done as two plain cuBLAS bf16 calls (bf16 in and out) over all
+//       T*k rows, over our time (target >= 0.85 for bf16).
 //
 // Timing: CUDA events around each call (UseManualTime), warm-up first, median reported in the
 // counters. Weights and activations are random (fill_normal), never zeros (METHOD.md). The
@@ -194,25 +194,27 @@ void BM_MoeDecode(benchmark::State& state, bool int8) {
   set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 
-void BM_MoePrefill(benchmark::State& state, bool int8) {
+void BM_MoePrefill(benchmark::State& state, bool int8, int lanes) {
   JambaMoe& j = jamba();
   const int64_t T = state.range(0);
   const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
   Stream st;
   jb::cuda::MoeWorkspace ws;
+  ws.experts.gemm_lanes = lanes;
+  state.SetLabel("gemm_lanes=" + std::to_string(lanes));
   auto call = [&] {
     jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
   };
   const double sec = time_calls(state, st.s, call);
-  // The same GEMMs as two plain cuBLAS calls over all T*k rows (expert 0's weights).
+  // The same GEMMs as two plain cuBLAS bf16 calls (bf16 in and out, fp32 accumulation, as the
+  // bf16 path's gate/up and down) over all T*k rows (expert 0's weights).
   const int64_t M = T * kTopK;
-  DeviceBuffer<float> gu(size_t(M) * 2 * kI);
+  DeviceBuffer<bf16> gu(size_t(M) * 2 * kI);
   DeviceBuffer<bf16> act(size_t(M) * kI), y(size_t(M) * kD);
   jb::cuda::fill_normal(act.get(), act.size(), 3, jb::stream_id("bench.act"), 0.f, 1.f);
   const double cublas_ms = jb::bench::median_ms(
       [&] {
-        jb::cuda::linear_bf16_f32out(ws.x_rows.get(), kD, j.gate_up.get(), gu.get(), M, 2 * kI, kD,
-                                     st.s);
+        jb::cuda::linear_bf16(ws.x_rows.get(), j.gate_up.get(), gu.get(), M, 2 * kI, kD, st.s);
         jb::cuda::linear_bf16(act.get(), j.down.get(), y.get(), M, kD, kI, st.s);
       },
       10, 2, st.s);
@@ -244,6 +246,7 @@ int main(int argc, char** argv) {
         ->Arg(2)
         ->Arg(4)
         ->Arg(8)
+        ->Arg(12)  // two activation tiles of 8 with mostly <= 8 rows per expert
         ->Arg(16)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
@@ -256,10 +259,14 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-  for (bool int8 : {false, true}) {
-    const std::string w = int8 ? "int8" : "bf16";
-    benchmark::RegisterBenchmark(("BM_MoePrefill/" + w).c_str(),
-                                 [int8](benchmark::State& s) { BM_MoePrefill(s, int8); })
+  // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts in order).
+  for (auto [int8, lanes] :
+       {std::pair{false, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}, std::pair{false, 1},
+        std::pair{true, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}}) {
+    const std::string w = std::string(int8 ? "int8" : "bf16") + "/lanes" + std::to_string(lanes);
+    benchmark::RegisterBenchmark(
+        ("BM_MoePrefill/" + w).c_str(),
+        [int8 = int8, lanes = lanes](benchmark::State& s) { BM_MoePrefill(s, int8, lanes); })
         ->ArgName("T")
         ->Arg(4096)
         ->Arg(8192)

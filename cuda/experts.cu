@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cuda/experts_internal.cuh"
 #include "cuda/gemm.hpp"
 #include "cuda/quant_int8.hpp"
 
@@ -11,6 +12,19 @@ namespace jb::cuda {
 
 namespace {
 
+using experts_detail::GroupsDev;
+using experts_detail::swiglu_act;
+
+// Gemv path, FMA variant: one warp per gate/up row pair (or two down rows), fp32 FMA against
+// every activation row. Measured on an H200 (2026-11-28, Jamba-v0.1 widths, top-2 of 16) against
+// the tensor-core variant of cuda/experts_gemv_mma.cu, fraction of copy bandwidth over the
+// touched weight bytes, T = 1 / 2 / 4 / 8 / 16 tokens:
+//   int8  FMA 0.75 / 0.80 / 0.81 / 0.79 / 0.57    mma 0.71 / 0.74 / 0.73 / 0.74 / 0.66 (T=12 0.61)
+//   bf16  FMA 0.92 / 0.96 / 0.97 / 0.96 / 0.88    mma 0.83 / 0.87 / 0.88 / 0.90 / 0.84
+// so the FMA variant runs except for int8 with more than 8 rows per expert, where its
+// per-weight arithmetic (2 conversion ops + n FMAs) exceeds the issue slots an SM has at copy
+// speed and the tensor cores win.
+constexpr int64_t kGemvFmaMaxRowsInt8 = 8;
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 
@@ -60,10 +74,6 @@ __device__ __forceinline__ void load_bf16_f32(const bf16* p, float (&f)[N]) {
 #pragma unroll
   for (int h = 0; h < N / 8; ++h)
     unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(p) + h), f + 8 * h);
-}
-
-__device__ __forceinline__ float silu_f32(float g) {
-  return g / (1.0f + expf(-g));
 }
 
 // One warp: a0[t] = sum_c w0[c] * x[t, c], a1[t] = sum_c w1[c] * x[t, c] for t < n, over c in
@@ -142,8 +152,7 @@ __device__ __forceinline__ void gate_up_act_rows(const WT* wg, const WT* wu, flo
 #pragma unroll
   for (int t = 0; t < NT; ++t)
     if (t < n && lane == t) {
-      const float g = ag[t] * sg, u = au[t] * su;
-      act[t * inter + i] = __float2bfloat16_rn(silu_f32(g) * u);
+      act[t * inter + i] = swiglu_act(ag[t] * sg, au[t] * su);
     }
 }
 
@@ -161,12 +170,6 @@ __device__ __forceinline__ void down_rows(const WT* w0, const WT* w1, float s0, 
       if (has1) y[t * d + c + 1] = __float2bfloat16_rn(a1[t] * s1);
     }
 }
-
-struct GroupsDev {
-  const int32_t* offsets;
-  const int32_t* active;
-  const int32_t* num_active;
-};
 
 // grid.x: blocks of kGemvWarps intermediate indices i; grid.y: active-expert slot. Warp w of
 // block b computes act[r, i] for i = b * kGemvWarps + w and every row r of the slot's expert.
@@ -237,8 +240,22 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
     down_rows<WT, 16>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
 }
 
-// Gemm path: act[r, i] = bf16(silu(sg[i] * g) * (su[i] * u)) from the fp32 [n, 2I] gate/up.
-// 2-D grid (columns x rows, both grid-strided): no 64-bit division per element.
+// Gemm path: act[r, i] = swiglu_act(g, u) from the [n, 2I] gate/up GEMM output, bf16 (bf16
+// weights: cuBLAS rounds the fp32 accumulator once, which is the contract's g and u) or fp32
+// times the int8 row scales sg, su. 2-D grid (columns x rows, both grid-strided): no 64-bit
+// division per element.
+__global__ void act_from_bf16_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
+                                     bf16* __restrict__ act) {
+  for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
+    const bf16* g_row = gate_up + r * 2 * inter;
+    const bf16* u_row = g_row + inter;
+    bf16* a_row = act + r * inter;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inter;
+         i += int64_t(gridDim.x) * blockDim.x)
+      a_row[i] = swiglu_act(__bfloat162float(g_row[i]), __bfloat162float(u_row[i]));
+  }
+}
+
 __global__ void act_from_f32_kernel(const float* __restrict__ gate_up, int64_t n, int64_t inter,
                                     const float* __restrict__ sg, const float* __restrict__ su,
                                     bf16* __restrict__ act) {
@@ -253,7 +270,7 @@ __global__ void act_from_f32_kernel(const float* __restrict__ gate_up, int64_t n
         g *= sg[i];
         u *= su[i];
       }
-      a_row[i] = __float2bfloat16_rn(silu_f32(g) * u);
+      a_row[i] = swiglu_act(g, u);
     }
   }
 }
@@ -330,8 +347,24 @@ ExpertsPath parse_experts_path(const std::string& s) {
   fail(ErrorKind::Usage, "unknown experts path '" + s + "' (auto, gemv, gemm)");
 }
 
+ExpertLane::ExpertLane() {
+  JB_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  JB_CUDA(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  JB_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  JB_CUBLAS(cublasCreate(&blas));
+  JB_CUBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));  // as cublas(): no TF32 shortcuts
+}
+
+ExpertLane::~ExpertLane() {
+  // Destructors do not throw: release what exists, ignore errors (the context may be gone).
+  if (blas) cublasDestroy(blas);
+  if (done) cudaEventDestroy(done);
+  if (fork) cudaEventDestroy(fork);
+  if (stream) cudaStreamDestroy(stream);
+}
+
 void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int64_t M, int64_t N,
-                        int64_t K, cudaStream_t stream) {
+                        int64_t K, cudaStream_t stream, cublasHandle_t handle) {
   if (M == 0 || N == 0) return;
   if (ldx == 0) ldx = K;
   const int64_t lim = 2147483647;
@@ -341,7 +374,7 @@ void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int
   // Row-major y = x W^T is column-major y^T[N, M] = (W as col-major [K, N])^T * x^T[K, M]
   // (the same mapping as cuda/gemm.cu, with an fp32 C).
   const float alpha = 1.0f, beta = 0.0f;
-  cublasHandle_t h = cublas();
+  cublasHandle_t h = handle ? handle : cublas();
   JB_CUBLAS(cublasSetStream(h, stream));
   JB_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
                          static_cast<int>(K), &alpha, w, CUDA_R_16BF, static_cast<int>(K), x,
@@ -373,6 +406,11 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
 
   if (path == ExpertsPath::Gemv) {
     ensure(ws.act, static_cast<size_t>(g.total_rows * inter));
+    if (is_int8 && g.max_rows_per_expert > kGemvFmaMaxRowsInt8) {
+      experts_detail::launch_gemv_mma<int8_t>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale,
+                                              w, g, x_rows, ws.act.get(), y_rows, stream);
+      return "gemv_mma_int8";
+    }
     if (is_int8) {
       launch_gemv<int8_t>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale, w, g, x_rows,
                           ws.act.get(), y_rows, stream);
@@ -395,45 +433,73 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
       fail(ErrorKind::Internal, "run_experts: inconsistent expert offsets");
     max_rows = std::max(max_rows, n);
   }
-  ensure(ws.gate_up_f32, static_cast<size_t>(max_rows * 2 * inter));
-  ensure(ws.act, static_cast<size_t>(max_rows * inter));
-  if (is_int8) {
-    ensure(ws.down_f32, static_cast<size_t>(max_rows * d));
-    ensure(ws.w_scratch, static_cast<size_t>(2 * inter * d));
+  // Experts with rows, dealt round-robin to the lanes (fork from and join back to `stream`).
+  std::vector<int64_t> busy;
+  for (int64_t e = 0; e < E; ++e)
+    if (ws.host_offsets[e + 1] > ws.host_offsets[e]) busy.push_back(e);
+  const int lanes = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(std::max(ws.gemm_lanes, 1), busy.size())));
+  while (static_cast<int>(ws.lanes.size()) < lanes)
+    ws.lanes.push_back(std::make_unique<ExpertLane>());
+  for (int l = 0; l < lanes; ++l) {
+    ExpertLane& lane = *ws.lanes[l];
+    ensure(lane.act, static_cast<size_t>(max_rows * inter));
+    if (is_int8) {
+      ensure(lane.gate_up_f32, static_cast<size_t>(max_rows * 2 * inter));
+      ensure(lane.down_f32, static_cast<size_t>(max_rows * d));
+      ensure(lane.w_scratch, static_cast<size_t>(2 * inter * d));
+    } else {
+      ensure(lane.gate_up_bf16, static_cast<size_t>(max_rows * 2 * inter));
+    }
   }
-  for (int64_t e = 0; e < E; ++e) {
+  if (lanes > 1) {
+    JB_CUDA(cudaEventRecord(ws.lanes[0]->fork, stream));
+    for (int l = 0; l < lanes; ++l)
+      JB_CUDA(cudaStreamWaitEvent(ws.lanes[l]->stream, ws.lanes[0]->fork, 0));
+  }
+  for (size_t k = 0; k < busy.size(); ++k) {
+    const int64_t e = busy[k];
+    ExpertLane& lane = *ws.lanes[k % lanes];
+    const cudaStream_t s = lanes > 1 ? lane.stream : stream;
     const int64_t o = ws.host_offsets[e];
     const int64_t n = ws.host_offsets[e + 1] - o;
-    if (n == 0) continue;  // an expert without rows costs nothing (not even its weights)
     const bf16* xe = x_rows + o * d;
     bf16* ye = y_rows + o * d;
-    // gate/up: [n, 2I] fp32
-    const bf16* wgu_e = nullptr;
+    // gate/up: [n, 2I]. bf16 weights: bf16 out of cuBLAS (half the bytes of fp32 out). int8:
+    // fp32 out, the row scales are applied before g and u are rounded.
     if (is_int8) {
-      int8_to_bf16(w.gate_up_q + e * 2 * inter * d, 2 * inter * d, ws.w_scratch.get(), stream);
-      wgu_e = ws.w_scratch.get();
+      int8_to_bf16(w.gate_up_q + e * 2 * inter * d, 2 * inter * d, lane.w_scratch.get(), s);
+      linear_bf16_f32out(xe, d, lane.w_scratch.get(), lane.gate_up_f32.get(), n, 2 * inter, d, s,
+                         lane.blas);
+      const float* sg = w.gate_up_scale + e * 2 * inter;
+      act_from_f32_kernel<<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_f32.get(), n, inter,
+                                                                 sg, sg + inter, lane.act.get());
+      JB_LAUNCH("act_from_f32_kernel");
     } else {
-      wgu_e = w.gate_up + e * 2 * inter * d;
+      linear_bf16(xe, w.gate_up + e * 2 * inter * d, lane.gate_up_bf16.get(), n, 2 * inter, d, s,
+                  lane.blas);
+      act_from_bf16_kernel<<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
+                                                                  lane.act.get());
+      JB_LAUNCH("act_from_bf16_kernel");
     }
-    linear_bf16_f32out(xe, d, wgu_e, ws.gate_up_f32.get(), n, 2 * inter, d, stream);
-    const float* sg = is_int8 ? w.gate_up_scale + e * 2 * inter : nullptr;
-    const float* su = is_int8 ? sg + inter : nullptr;
-    act_from_f32_kernel<<<grid_2d(n, inter, 256), 256, 0, stream>>>(ws.gate_up_f32.get(), n, inter,
-                                                                    sg, su, ws.act.get());
-    JB_LAUNCH("act_from_f32_kernel");
     // down: [n, d]
     if (is_int8) {
-      int8_to_bf16(w.down_q + e * d * inter, d * inter, ws.w_scratch.get(), stream);
-      linear_bf16_f32out(ws.act.get(), inter, ws.w_scratch.get(), ws.down_f32.get(), n, d, inter,
-                         stream);
-      scale_round_kernel<<<grid_2d(n, d, 256), 256, 0, stream>>>(ws.down_f32.get(), n, d,
-                                                                 w.down_scale + e * d, ye);
+      int8_to_bf16(w.down_q + e * d * inter, d * inter, lane.w_scratch.get(), s);
+      linear_bf16_f32out(lane.act.get(), inter, lane.w_scratch.get(), lane.down_f32.get(), n, d,
+                         inter, s, lane.blas);
+      scale_round_kernel<<<grid_2d(n, d, 256), 256, 0, s>>>(lane.down_f32.get(), n, d,
+                                                            w.down_scale + e * d, ye);
       JB_LAUNCH("scale_round_kernel");
     } else {
       // bf16 out of cuBLAS = fp32 accumulation rounded once (RNE), the contract's y store.
-      linear_bf16(ws.act.get(), w.down + e * d * inter, ye, n, d, inter, stream);
+      linear_bf16(lane.act.get(), w.down + e * d * inter, ye, n, d, inter, s, lane.blas);
     }
   }
+  if (lanes > 1)
+    for (int l = 0; l < lanes; ++l) {
+      JB_CUDA(cudaEventRecord(ws.lanes[l]->done, ws.lanes[l]->stream));
+      JB_CUDA(cudaStreamWaitEvent(stream, ws.lanes[l]->done, 0));
+    }
   return is_int8 ? "gemm_int8" : "gemm_bf16";
 }
 

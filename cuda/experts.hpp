@@ -3,20 +3,25 @@
 // activations, fp32 accumulation; jamba-spec §6.6).
 //
 // Rounding points (the kernel contract, = reference/mlp.hpp with Round::Bf16):
-//   g = x . gate_row, u = x . up_row    fp32 accumulation; int8: times the row scale in fp32
+//   g = bf16(x . gate_row), u = bf16(x . up_row)   fp32 accumulation, one bf16 store each;
+//                                       int8: times the row scale in fp32 before the store
 //   act = bf16(silu(g) * u)             silu and product in fp32, ONE bf16 store
 //   y = bf16(act . down_row [* scale])  fp32 accumulation, one bf16 store
-// g and u are never rounded to bf16 (HF rounds them; the contract and reference do not).
+// g and u are rounded like HF's bf16 nn.Linear outputs (until 2026-11-28 they stayed fp32; the
+// fp32 [n, 2I] GEMM output cost the prefill path ~13% of its time); HF also rounds silu(g),
+// the contract does not.
 //
 // Two paths, same maths:
-//   Gemv: one launch per stage over all active experts, for decode (<= 16 rows per expert). Each
-//     warp streams one gate row + the matching up row (or two down rows) with 16-byte loads and
-//     dots them against the expert's (<= 16) rows of activations, fp32 accumulators in registers,
-//     butterfly warp reduction (fixed order: deterministic), scale applied once at the end.
-//     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
-//   Gemm: per non-empty expert, cuBLAS (fp32 output for gate/up so g and u stay fp32). For int8
-//     weights the expert's q values are first converted to a bf16 scratch copy (exact: |q| <=
-//     127) and the scales are applied to the fp32 GEMM output, so no bf16 rounding of q * scale
+//   Gemv: for decode (<= 16 rows per expert): two persistent launches sized by occupancy
+//     (gate/up + act, then down as a programmatic dependent launch that starts streaming its
+//     weights while gate/up finishes); units of 32 weight rows of one expert, K split over the
+//     8 warps of a block; tensor-core mma (weights converted exactly to bf16, fp32
+//     accumulators), partial sums added in warp order through shared memory (deterministic),
+//     scale applied once to the fp32 sum. This is the path with the hard target (>= 80% of copy
+//     bandwidth over the touched bytes).
+//   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below).
+//     For int8 weights the expert's q values are first converted to a bf16 scratch copy (exact: |q|
+//     <= 127) and the scales are applied to the fp32 GEMM output, so no bf16 rounding of q * scale
 //     enters. Trade-off (documented in the report): this reads 1 byte and writes 2 bytes per
 //     weight before the GEMM reads 2 bytes, i.e. about 5 bytes of traffic per weight per
 //     expert call; negligible for long prefills (the GEMM is compute-bound at thousands of rows)
@@ -24,6 +29,7 @@
 //     (one device->host copy and stream sync per call), as cuBLAS needs host-side shapes.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,12 +72,33 @@ ExpertsPath parse_experts_path(const std::string& s);  // "auto" | "gemv" | "gem
 // Largest rows-per-expert the Gemv path handles; Auto takes Gemv up to here.
 constexpr int64_t kGemvMaxRows = 16;
 
-// Scratch reused across calls (grown on demand, never shrunk).
+// One concurrent stream of the Gemm path with its own cuBLAS handle and scratch (grown on
+// demand, never shrunk). Experts on different lanes overlap, so one expert GEMM's last partial
+// wave shares the GPU with the next expert's first.
+struct ExpertLane {
+  ExpertLane();  // creates the stream, the events and the handle
+  ~ExpertLane();
+  ExpertLane(const ExpertLane&) = delete;
+  ExpertLane& operator=(const ExpertLane&) = delete;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr;  // recorded on the caller's stream (lane 0's is the one used)
+  cudaEvent_t done = nullptr;  // recorded on this lane when its experts are issued
+  cublasHandle_t blas = nullptr;
+  DeviceBuffer<bf16> gate_up_bf16;  // bf16: [rows of one expert, 2I]
+  DeviceBuffer<float> gate_up_f32;  // int8: [rows of one expert, 2I]
+  DeviceBuffer<bf16> act;           // [rows of one expert, I]
+  DeviceBuffer<float> down_f32;     // int8: [rows of one expert, d]
+  DeviceBuffer<bf16> w_scratch;     // int8: one expert's q as bf16, [2I * d]
+};
+
+// Scratch reused across calls.
 struct ExpertsWorkspace {
-  DeviceBuffer<float> gate_up_f32;  // Gemm: [rows of one expert, 2I]
-  DeviceBuffer<bf16> act;           // [rows, I]
-  DeviceBuffer<float> down_f32;     // Gemm int8: [rows of one expert, d]
-  DeviceBuffer<bf16> w_scratch;     // Gemm int8: one expert's q as bf16, [2I * d]
+  DeviceBuffer<bf16> act;  // Gemv: [rows, I]
+  // Gemm path: experts dealt round-robin to this many lanes (1: everything on the caller's
+  // stream, in expert order).
+  int gemm_lanes = kDefaultGemmLanes;
+  static constexpr int kDefaultGemmLanes = 4;
+  std::vector<std::unique_ptr<ExpertLane>> lanes;
   std::vector<int32_t> host_offsets;
 };
 
@@ -86,6 +113,6 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
 // y[M, N] (fp32) = x[M, K] (bf16) * W[N, K]^T (bf16), fp32 accumulation (CUBLAS_COMPUTE_32F),
 // row-major with leading dimensions (0 = dense). Used for gate/up and the LM head's fp32 logits.
 void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int64_t M, int64_t N,
-                        int64_t K, cudaStream_t stream = nullptr);
+                        int64_t K, cudaStream_t stream = nullptr, cublasHandle_t handle = nullptr);
 
 }  // namespace jb::cuda

@@ -20,7 +20,7 @@ void gemm_bf16(const GemmArgs& a, cudaStream_t stream) {
   const int64_t lim = 2147483647;
   if (a.M > lim || a.N > lim || a.K > lim || ldx > lim || ldw > lim || ldy > lim)
     fail(ErrorKind::Unsupported, "gemm_bf16: dimension exceeds int32");
-  cublasHandle_t h = cublas();
+  cublasHandle_t h = a.handle ? a.handle : cublas();
   JB_CUBLAS(cublasSetStream(h, stream));
   JB_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(a.N), static_cast<int>(a.M),
                          static_cast<int>(a.K), &a.alpha, a.w, CUDA_R_16BF, static_cast<int>(ldw),

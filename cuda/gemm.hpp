@@ -21,6 +21,7 @@ struct GemmArgs {
   int64_t ldy = 0;  // >= N; 0 means N
   float alpha = 1.0f;
   float beta = 0.0f;  // y = alpha * x W^T + beta * y (beta != 0 reads y, rounded bf16)
+  cublasHandle_t handle = nullptr;  // null: the process-wide cublas() handle
 };
 
 // bf16 x bf16 -> bf16, CUBLAS_COMPUTE_32F (fp32 accumulation, no reduced-precision reductions),
@@ -29,8 +30,9 @@ void gemm_bf16(const GemmArgs& a, cudaStream_t stream = nullptr);
 
 // Convenience: contiguous y[M,N] = x[M,K] W[N,K]^T.
 inline void linear_bf16(const bf16* x, const bf16* w, bf16* y, int64_t M, int64_t N, int64_t K,
-                        cudaStream_t stream = nullptr) {
+                        cudaStream_t stream = nullptr, cublasHandle_t handle = nullptr) {
   GemmArgs a;
+  a.handle = handle;
   a.M = M;
   a.N = N;
   a.K = K;

@@ -12,9 +12,13 @@ Mat<T> mlp(const Mat<T>& x, const MlpWeights<T>& w, Round r) {
   if (w.gate_proj.cols() != x.cols() || w.up_proj.rows() != w.gate_proj.rows() ||
       w.up_proj.cols() != x.cols() || w.down_proj.cols() != w.gate_proj.rows())
     fail(ErrorKind::Shape, "mlp: weights do not fit input width " + std::to_string(x.cols()));
-  const Mat<T> gate = x * w.gate_proj.transpose();
-  const Mat<T> up = x * w.up_proj.transpose();
-  // The fused kernel applies SiLU and the product in fp32 and stores the result bf16.
+  Mat<T> gate = x * w.gate_proj.transpose();
+  Mat<T> up = x * w.up_proj.transpose();
+  // g and u are stored bf16 (HF's nn.Linear outputs in a bf16 model; the kernels' GEMMs write
+  // them bf16); SiLU and the product are then taken in fp32 and stored bf16 once (HF rounds
+  // silu(g) as well: one rounding fewer here, the kernels' choice).
+  rnd_inplace(gate, r);
+  rnd_inplace(up, r);
   Mat<T> act = gate.unaryExpr([](T g) { return silu(g); }).cwiseProduct(up);
   rnd_inplace(act, r);
   Mat<T> out = act * w.down_proj.transpose();

@@ -11,7 +11,8 @@ struct MlpWeights {
 };
 
 // SwiGLU: down(silu(gate x) * up x)  (jamba-spec §2.6). x [L, d] -> [L, d].
-// Round::Bf16 rounds the gated product (the kernel stores it bf16) and the output.
+// Round::Bf16 rounds g = x gate^T and u = x up^T, the gated product silu(g) * u (computed from
+// the rounded g, u) and the output: the kernels' store points (cuda/experts.hpp).
 template <class T>
 Mat<T> mlp(const Mat<T>& x, const MlpWeights<T>& w, Round r);
 

@@ -1,0 +1,34 @@
+// Internal to the experts (cuda/experts.cu and cuda/experts_gemv_mma.cu): the SwiGLU store
+// point and the device view of the expert groups.
+#pragma once
+#include "cuda/experts.hpp"
+
+namespace jb::cuda::experts_detail {
+
+__device__ __forceinline__ float silu_f32(float g) {
+  return g / (1.0f + expf(-g));
+}
+
+// The SwiGLU store point shared by both paths (cuda/experts.hpp): g and u (row scales already
+// applied) are rounded to bf16 as the GEMM outputs of a bf16 model are, then act =
+// bf16(silu(g) * u) with SiLU and the product in fp32.
+__device__ __forceinline__ bf16 swiglu_act(float g, float u) {
+  const float gr = __bfloat162float(__float2bfloat16_rn(g));
+  const float ur = __bfloat162float(__float2bfloat16_rn(u));
+  return __float2bfloat16_rn(silu_f32(gr) * ur);
+}
+
+struct GroupsDev {
+  const int32_t* offsets;
+  const int32_t* active;
+  const int32_t* num_active;
+};
+
+// Tensor-core Gemv (cuda/experts_gemv_mma.cu): both stages for every active expert, up to
+// 16 rows per expert; instantiated for int8 weights.
+template <class WT>
+void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
+                     const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
+                     bf16* y_rows, cudaStream_t stream);
+
+}  // namespace jb::cuda::experts_detail

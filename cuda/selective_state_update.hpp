@@ -6,7 +6,8 @@
 // B, C [B, N] bf16 (row strides: columns of x_proj's output); state [B, D, N] fp32.
 //
 // HBM-bound over the state (read + write 2 * B * D * N * 4 bytes): 4 threads per channel, each
-// moving 4 state entries as one 16-byte load and store.
+// moving 4 state entries as one 16-byte load and store, for 1, 2 or 4 batch rows per thread
+// (more rows when the grid still has >= 2 blocks per SM: more state bytes in flight).
 
 #pragma once
 #include <cstdint>
@@ -36,7 +37,8 @@ struct StateUpdateArgs {
   int64_t y_row_stride = 0;
 };
 
-// Returns the variant ("vec16" when the state rows are 16 aligned floats, else "scalar").
+// Returns the variant: "vec16" when the state rows are 16 aligned floats, else "scalar", with
+// "_rows2" / "_rows4" appended when each thread handles 2 / 4 batch rows.
 const char* selective_state_update(const StateUpdateArgs& a, cudaStream_t stream = nullptr);
 
 }  // namespace jb::cuda

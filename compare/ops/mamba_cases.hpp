@@ -625,6 +625,18 @@ inline std::vector<Case> update_cases() {
   for (const char* e : {"big", "tiny"})
     v.push_back(
         mk("SSM_UPDATE", {{"D", "1000"}, {"N", "16"}, {"B", "4"}, {"steps", "4"}, {"dtedge", e}}));
+  // The kernel takes 1, 2 or 4 batch rows per thread by the grid size (132 SMs: B <= 4 -> 1,
+  // 5..8 -> 2, >= 9 -> 4): reach each with and without 16-byte state rows, a partial last row
+  // group, a partial channel block, and the dt edge at 4 rows.
+  v.push_back(mk("SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", "6"}, {"steps", "2"}}));
+  v.push_back(mk("SSM_UPDATE", {{"D", "8192"}, {"N", "8"}, {"B", "9"}, {"steps", "2"}}));
+  v.push_back(
+      mk("SSM_UPDATE", {{"D", "8192"}, {"N", "8"}, {"B", "6"}, {"steps", "2"}, {"bcpad", "3"}}));
+  v.push_back(mk(
+      "SSM_UPDATE",
+      {{"D", "4100"}, {"N", "16"}, {"B", "37"}, {"steps", "3"}, {"zstride", "2"}, {"bcpad", "3"}}));
+  v.push_back(mk("SSM_UPDATE",
+                 {{"D", "8192"}, {"N", "16"}, {"B", "64"}, {"steps", "3"}, {"dtedge", "big"}}));
   return v;
 }
 

@@ -345,31 +345,80 @@ __global__ void __launch_bounds__(128)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decode, split-KV. Block (split, kv head, sequence), 128 threads. A row of hd bf16 is HD/8
-// 16-byte chunks, read by LPR = HD/8 consecutive lanes ("a row stream"); the block has
-// 128/LPR streams, each taking R consecutive rows per step (2R independent 16-byte loads in
-// flight per thread) with its own online-softmax state for the G query heads of the group.
-// The streams are merged in shared memory, the block's partial (acc, max, sum) goes to global
+// Decode, split-KV. Block (split, kv head, sequence), 128 threads. The block's rows stream
+// through shared memory in tiles of kDecTile K rows + kDecTile V rows, kDecStages deep with
+// cp.async (up to kDecStages - 1 tiles in flight while one is computed: 48 KB per block at hd
+// 128, three blocks per SM). The first version loaded K/V straight into registers, 8 rows per
+// step, and computed only after they arrived: at B=1 on an H200 it reached 2.2 TB/s at L=128K
+// and 0.68 TB/s at 8K, where a serial final merge (one L2 round trip per split per element)
+// added ~35 us.
+// A row of hd bf16 is LPR = HD/8 16-byte chunks, read from shared memory by LPR consecutive
+// lanes ("a row stream"); the block has 128/LPR streams, each taking rows stream, stream +
+// STREAMS, ... of the tile with its own online-softmax state for the G query heads of the group.
+// The streams are merged in shared memory, the block's partial (acc; max, sum) goes to global
 // memory, and the last block of the (sequence, kv head) merges all partials in split order.
-template <int HD, int G, int R>
-__global__ void __launch_bounds__(128)
-    decode_splitkv_kernel(const DecodeArgs a, float* __restrict__ partials,
-                          unsigned* __restrict__ counters, const int num_splits, const int chunk,
-                          const float scale_log2) {
-  constexpr int LPR = HD / 8;
-  constexpr int STREAMS = 128 / LPR;
-  constexpr int REC = HD + 2;  // partial record: acc[HD], max, sum
+constexpr int kDecTile = 32;
+constexpr int kDecStages = 4;
+constexpr int kDecThreads = 128;
+
+template <int HD, int G>
+struct DecodeShape {
+  static constexpr int LPR = HD / 8;
+  static constexpr int STREAMS = kDecThreads / LPR;
+  static constexpr int RPS = kDecTile / STREAMS;  // rows per stream per tile
+  static constexpr int TILE = kDecTile * HD;      // bf16 elements of one K (or V) tile
+  static constexpr size_t kPipe = size_t(kDecStages) * 2 * TILE * sizeof(bf16);
+  static constexpr size_t kMerge = (size_t(2) * STREAMS * G + size_t(STREAMS) * G * HD) * 4;
+  static constexpr size_t kFinal = (size_t(G) * kDecodeMaxSplits + G) * 4;
+  static constexpr size_t kBytes = kPipe > kMerge ? (kPipe > kFinal ? kPipe : kFinal)
+                                                  : (kMerge > kFinal ? kMerge : kFinal);
+};
+
+template <int HD, int G>
+__global__ void __launch_bounds__(kDecThreads)
+    decode_splitkv_kernel(const DecodeArgs a, float* __restrict__ part_acc,
+                          float* __restrict__ part_ml, unsigned* __restrict__ counters,
+                          const int num_splits, const int chunk, const float scale_log2) {
+  using S = DecodeShape<HD, G>;
+  constexpr int LPR = S::LPR, STREAMS = S::STREAMS, RPS = S::RPS, TILE = S::TILE;
+  extern __shared__ __align__(16) unsigned char dsm[];
+  bf16* pipe = reinterpret_cast<bf16*>(dsm);  // [stage][K, V][kDecTile][HD]
+
   const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
   const int len = a.kv_len[s];
   const int start = split * chunk;
   if (start >= len) return;  // this sequence is shorter; its merge counts only valid splits
   const int end = min(len, start + chunk);
   const int n_valid = (len + chunk - 1) / chunk;
+  const int n_tiles = (end - start + kDecTile - 1) / kDecTile;
   const int H = a.num_heads;
   const int Hkv = a.kv.num_kv_heads;
   const int h0 = kvh * G;
   const int tid = threadIdx.x;
   const int stream = tid / LPR, c = tid % LPR;
+  const int64_t slab = (static_cast<int64_t>(s) * Hkv + kvh) * a.kv.max_tokens * HD;
+  const bf16* kslab = a.kv.k + slab;
+  const bf16* vslab = a.kv.v + slab;
+
+  // Tile `tile` -> stage tile % kDecStages; rows past `end` are zero-filled (see cp_async16).
+  auto issue = [&](int tile) {
+    bf16* ks = pipe + (tile % kDecStages) * 2 * TILE;
+    bf16* vs = ks + TILE;
+    const int row_base = start + tile * kDecTile;
+#pragma unroll
+    for (int idx = tid; idx < kDecTile * LPR; idx += kDecThreads) {
+      const int r = idx / LPR, cc = idx % LPR;
+      const bool ok = row_base + r < end;
+      const int64_t off = static_cast<int64_t>(ok ? row_base + r : start) * HD + cc * 8;
+      cp_async16(smem_addr(ks + r * HD + cc * 8), kslab + off, ok);
+      cp_async16(smem_addr(vs + r * HD + cc * 8), vslab + off, ok);
+    }
+  };
+#pragma unroll
+  for (int t = 0; t < kDecStages - 1; ++t) {
+    if (t < n_tiles) issue(t);
+    cp_async_commit();  // empty groups keep the wait_group count uniform
+  }
 
   float q[G][8];
 #pragma unroll
@@ -380,10 +429,6 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
     for (int i = 0; i < 8; ++i) q[g][i] *= scale_log2;
   }
-  const int64_t slab = (static_cast<int64_t>(s) * Hkv + kvh) * a.kv.max_tokens * HD;
-  const bf16* kb = a.kv.k + slab + c * 8;
-  const bf16* vb = a.kv.v + slab + c * 8;
-
   float m[G], l[G], acc[G][8];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
@@ -393,31 +438,25 @@ __global__ void __launch_bounds__(128)
     for (int i = 0; i < 8; ++i) acc[g][i] = 0.f;
   }
 
-  // Every thread runs the same number of steps (the shuffles below need the whole warp).
-  for (int base = start; base < end; base += STREAMS * R) {
-    const int row0 = base + stream * R;
-    uint4 kr[R], vr[R];
+  for (int t = 0; t < n_tiles; ++t) {
+    cp_async_wait<kDecStages - 2>();  // tile t has landed (this thread's copies)
+    __syncthreads();                  // ... everyone's; and stage (t-1) % S is free again
+    if (t + kDecStages - 1 < n_tiles) issue(t + kDecStages - 1);
+    cp_async_commit();
+    const bf16* ks = pipe + (t % kDecStages) * 2 * TILE;
+    const bf16* vs = ks + TILE;
+    const int row_base = start + t * kDecTile;
+    float sc[G][RPS];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (row0 + r < end) {
-        kr[r] = __ldg(reinterpret_cast<const uint4*>(kb + static_cast<int64_t>(row0 + r) * HD));
-        vr[r] = __ldg(reinterpret_cast<const uint4*>(vb + static_cast<int64_t>(row0 + r) * HD));
-      } else {
-        kr[r] = make_uint4(0, 0, 0, 0);
-        vr[r] = make_uint4(0, 0, 0, 0);
-      }
-    }
-    float sc[G][R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < RPS; ++j) {
       float kf[8];
-      unpack8(kr[r], kf);
+      unpack8(*reinterpret_cast<const uint4*>(ks + (stream + j * STREAMS) * HD + c * 8), kf);
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         float d = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; ++i) d = fmaf(q[g][i], kf[i], d);
-        sc[g][r] = d;
+        sc[g][j] = d;
       }
     }
 #pragma unroll
@@ -425,72 +464,76 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
       for (int g = 0; g < G; ++g)
 #pragma unroll
-        for (int r = 0; r < R; ++r) sc[g][r] += __shfl_xor_sync(kFullMask, sc[g][r], off);
+        for (int j = 0; j < RPS; ++j) sc[g][j] += __shfl_xor_sync(kFullMask, sc[g][j], off);
     }
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       float mx = m[g];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (row0 + r >= end) sc[g][r] = -INFINITY;
-        mx = fmaxf(mx, sc[g][r]);
+      for (int j = 0; j < RPS; ++j) {
+        if (row_base + stream + j * STREAMS >= end) sc[g][j] = -INFINITY;
+        mx = fmaxf(mx, sc[g][j]);
       }
       const float m_use = mx == -INFINITY ? 0.f : mx;
       const float alpha = exp2f(m[g] - m_use);
       m[g] = mx;
       float ps = 0.f;
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        sc[g][r] = exp2f(sc[g][r] - m_use);
-        ps += sc[g][r];
+      for (int j = 0; j < RPS; ++j) {
+        sc[g][j] = exp2f(sc[g][j] - m_use);
+        ps += sc[g][j];
       }
       l[g] = l[g] * alpha + ps;
 #pragma unroll
       for (int i = 0; i < 8; ++i) acc[g][i] *= alpha;
     }
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < RPS; ++j) {
       float vf[8];
-      unpack8(vr[r], vf);
+      unpack8(*reinterpret_cast<const uint4*>(vs + (stream + j * STREAMS) * HD + c * 8), vf);
 #pragma unroll
       for (int g = 0; g < G; ++g)
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[g][i] = fmaf(sc[g][r], vf[i], acc[g][i]);
+        for (int i = 0; i < 8; ++i) acc[g][i] = fmaf(sc[g][j], vf[i], acc[g][i]);
     }
   }
+  cp_async_wait<0>();
+  __syncthreads();  // the pipeline buffers are reused below
 
   // Merge the streams of this block (fixed order: stream 0, 1, ...).
-  __shared__ float sm_m[STREAMS][G];
-  __shared__ float sm_l[STREAMS][G];
-  __shared__ float sm_acc[STREAMS][G][HD];
+  float* sm_m = reinterpret_cast<float*>(dsm);  // [STREAMS][G]
+  float* sm_l = sm_m + STREAMS * G;             // [STREAMS][G]
+  float* sm_acc = sm_l + STREAMS * G;           // [STREAMS][G][HD]
   __shared__ bool is_last;
   if (c == 0) {
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      sm_m[stream][g] = m[g];
-      sm_l[stream][g] = l[g];
+      sm_m[stream * G + g] = m[g];
+      sm_l[stream * G + g] = l[g];
     }
   }
 #pragma unroll
   for (int g = 0; g < G; ++g)
 #pragma unroll
-    for (int i = 0; i < 8; ++i) sm_acc[stream][g][c * 8 + i] = acc[g][i];
+    for (int i = 0; i < 8; ++i) sm_acc[(stream * G + g) * HD + c * 8 + i] = acc[g][i];
   __syncthreads();
-  for (int idx = tid; idx < G * HD; idx += 128) {
+  const int64_t rec0 = static_cast<int64_t>(s) * H + h0;  // record row of query head h0
+  for (int idx = tid; idx < G * HD; idx += kDecThreads) {
     const int g = idx / HD, d = idx % HD;
     float M = -INFINITY;
-    for (int st = 0; st < STREAMS; ++st) M = fmaxf(M, sm_m[st][g]);
+    for (int st = 0; st < STREAMS; ++st) M = fmaxf(M, sm_m[st * G + g]);
     float A = 0.f, L = 0.f;
     for (int st = 0; st < STREAMS; ++st) {
-      const float w = sm_m[st][g] == -INFINITY ? 0.f : exp2f(sm_m[st][g] - M);
-      A = fmaf(w, sm_acc[st][g][d], A);
-      L = fmaf(w, sm_l[st][g], L);
+      const float mst = sm_m[st * G + g];
+      const float w = mst == -INFINITY ? 0.f : exp2f(mst - M);
+      A = fmaf(w, sm_acc[(st * G + g) * HD + d], A);
+      L = fmaf(w, sm_l[st * G + g], L);
     }
-    float* rec = partials + ((static_cast<int64_t>(s) * H + h0 + g) * num_splits + split) * REC;
-    rec[d] = A;
+    const int64_t rec = (rec0 + g) * num_splits + split;
+    part_acc[rec * HD + d] = A;
     if (d == 0) {
-      rec[HD] = M;
-      rec[HD + 1] = L;
+      part_ml[rec * 2] = M;
+      part_ml[rec * 2 + 1] = L;
     }
   }
 
@@ -504,18 +547,72 @@ __global__ void __launch_bounds__(128)
   __syncthreads();
   if (!is_last) return;
   __threadfence();
-  for (int idx = tid; idx < G * HD; idx += 128) {
-    const int g = idx / HD, d = idx % HD;
-    const float* recs = partials + (static_cast<int64_t>(s) * H + h0 + g) * num_splits * REC;
+  // Split weights w[g][sp] = 2^(M_sp - M_g) and the total sums, one warp per query head: the
+  // lanes' fixed split assignment keeps the reductions' order (and bits) run to run. (max, sum)
+  // pairs are read from L2 once (kept in registers: n_valid <= kDecodeMaxSplits = 8 x 32).
+  float* sm_w = reinterpret_cast<float*>(dsm);  // [G][kDecodeMaxSplits]
+  float* sm_sum = sm_w + G * kDecodeMaxSplits;  // [G]
+  const int warp = tid >> 5, lane = tid & 31;
+  constexpr int kPerLane = kDecodeMaxSplits / 32;
+  for (int g = warp; g < G; g += kDecThreads / 32) {
+    const float2* ml = reinterpret_cast<const float2*>(part_ml) + (rec0 + g) * num_splits;
+    float2 v[kPerLane];
     float M = -INFINITY;
-    for (int sp = 0; sp < n_valid; ++sp) M = fmaxf(M, __ldcg(recs + sp * REC + HD));
-    float A = 0.f, L = 0.f;
-    for (int sp = 0; sp < n_valid; ++sp) {
-      const float w = exp2f(__ldcg(recs + sp * REC + HD) - M);
-      A = fmaf(w, __ldcg(recs + sp * REC + d), A);
-      L = fmaf(w, __ldcg(recs + sp * REC + HD + 1), L);
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int sp = lane + 32 * k;
+      v[k] = sp < n_valid ? __ldcg(ml + sp) : make_float2(-INFINITY, 0.f);
+      M = fmaxf(M, v[k].x);
     }
-    a.out[static_cast<int64_t>(s) * a.out_stride + (h0 + g) * HD + d] = __float2bfloat16_rn(A / L);
+#pragma unroll
+    for (int off = 16; off >= 1; off >>= 1) M = fmaxf(M, __shfl_xor_sync(kFullMask, M, off));
+    float L = 0.f;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int sp = lane + 32 * k;
+      if (sp < n_valid) {
+        const float w = exp2f(v[k].x - M);
+        sm_w[g * kDecodeMaxSplits + sp] = w;
+        L = fmaf(w, v[k].y, L);
+      }
+    }
+#pragma unroll
+    for (int off = 16; off >= 1; off >>= 1) L += __shfl_xor_sync(kFullMask, L, off);
+    if (lane == 0) sm_sum[g] = L;
+  }
+  __syncthreads();
+  // Weighted sum of the partial accumulators, 4 dims per thread: 16 splits per round, all 16
+  // loads (16-byte, from L2) issued before the first use, so 43 splits cost 3 L2 round trips
+  // (an 8-way unroll with a scalar remainder loop took 8).
+  constexpr int kRound = 16;
+  for (int v = tid; v < G * HD / 4; v += kDecThreads) {
+    const int g = v / (HD / 4), d4 = v % (HD / 4);
+    const float4* src =
+        reinterpret_cast<const float4*>(part_acc + (rec0 + g) * num_splits * HD) + d4;
+    const float* w = sm_w + g * kDecodeMaxSplits;
+    float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int sp0 = 0; sp0 < n_valid; sp0 += kRound) {
+      float4 x[kRound];
+#pragma unroll
+      for (int k = 0; k < kRound; ++k)
+        x[k] = sp0 + k < n_valid ? __ldcg(src + (sp0 + k) * (HD / 4))
+                                 : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int k = 0; k < kRound; ++k) {
+        if (sp0 + k >= n_valid) break;
+        const float wk = w[sp0 + k];
+        A.x = fmaf(wk, x[k].x, A.x);
+        A.y = fmaf(wk, x[k].y, A.y);
+        A.z = fmaf(wk, x[k].z, A.z);
+        A.w = fmaf(wk, x[k].w, A.w);
+      }
+    }
+    const float L = sm_sum[g];
+    uint2 packed;
+    packed.x = pack_bf16x2(A.x / L, A.y / L);
+    packed.y = pack_bf16x2(A.z / L, A.w / L);
+    *reinterpret_cast<uint2*>(a.out + static_cast<int64_t>(s) * a.out_stride + (h0 + g) * HD +
+                              d4 * 4) = packed;
   }
   if (tid == 0) counters[s * Hkv + kvh] = 0;  // every valid block has arrived: reset for reuse
 }
@@ -633,19 +730,28 @@ void launch_prefill_simple(const PrefillArgs& a, float scale_log2, cudaStream_t 
   JB_LAUNCH("prefill_simple_kernel");
 }
 
-// Rows per stream step: keeps q, acc and the 2R loads in registers (no spills at G = 8).
-template <int G>
-constexpr int decode_rows() {
-  return G >= 8 ? 4 : 8;
+// Opts the instantiation into its dynamic shared memory (64 KB at hd 128: above the 48 KB
+// default) once per process; also needed before the occupancy query.
+template <int HD, int G>
+void prepare_decode() {
+  static const bool done = [] {
+    JB_CUDA(cudaFuncSetAttribute(decode_splitkv_kernel<HD, G>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(DecodeShape<HD, G>::kBytes)));
+    return true;
+  }();
+  (void)done;
 }
 
 template <int HD, int G>
 void launch_decode(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
                    float scale_log2, cudaStream_t stream) {
-  constexpr int R = decode_rows<G>();
+  prepare_decode<HD, G>();
   const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
-  decode_splitkv_kernel<HD, G, R><<<grid, 128, 0, stream>>>(a, ws.partials.get(), ws.counters.get(),
-                                                            splits, chunk, scale_log2);
+  float* part_acc = ws.partials.get();
+  float* part_ml = part_acc + static_cast<size_t>(ws.batch) * ws.num_heads * ws.max_splits * HD;
+  decode_splitkv_kernel<HD, G><<<grid, kDecThreads, DecodeShape<HD, G>::kBytes, stream>>>(
+      a, part_acc, part_ml, ws.counters.get(), splits, chunk, scale_log2);
   JB_LAUNCH("decode_splitkv_kernel");
 }
 
@@ -738,14 +844,15 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
 
 template <int HD, int G>
 int decode_blocks_per_sm_of() {
+  prepare_decode<HD, G>();
   int n = 0;
-  JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &n, decode_splitkv_kernel<HD, G, decode_rows<G>()>, 128, 0));
+  JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_splitkv_kernel<HD, G>,
+                                                        kDecThreads, DecodeShape<HD, G>::kBytes));
   return std::max(n, 1);
 }
 
-// Decode blocks of this (head_dim, group) that one SM holds at once (occupancy API; registers
-// decide it: 165 per thread at hd 128, G 4 -> 3 blocks). Unsupported shapes give 1; the launch
+// Decode blocks of this (head_dim, group) that one SM holds at once (occupancy API; at hd 128
+// the 64 KB of pipeline buffers decide it: 3 blocks). Unsupported shapes give 1; the launch
 // itself reports them.
 int decode_blocks_per_sm(int head_dim, int group) {
   static const std::array<int, 8> table = [] {
@@ -775,6 +882,8 @@ int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, 
 void decode_workspace_init(DecodeWorkspace& ws, int batch, int num_heads, int num_kv_heads,
                            int head_dim, int max_splits) {
   max_splits = std::max(1, std::min(max_splits, kDecodeMaxSplits));
+  // Accumulators [batch, H, splits, hd], then (max, sum) [batch, H, splits, 2]: the accumulators
+  // stay 16-byte aligned for the final merge's float4 reads.
   ws.partials.alloc(static_cast<size_t>(batch) * num_heads * max_splits * (head_dim + 2));
   ws.counters.alloc(static_cast<size_t>(batch) * num_kv_heads);
   JB_CUDA(cudaMemset(ws.counters.get(), 0, ws.counters.bytes()));
@@ -800,6 +909,7 @@ std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStrea
       ws.num_kv_heads != a.kv.num_kv_heads || ws.head_dim != hd)
     fail(ErrorKind::Internal, "attention_decode: workspace made for another shape");
   check_aligned16(a.q, a.q_stride, "attention_decode q");
+  check_aligned16(a.out, a.out_stride, "attention_decode out");  // 8-byte stores of 4 dims
   check_aligned16(a.kv.k, 0, "attention_decode k cache");
   check_aligned16(a.kv.v, 0, "attention_decode v cache");
   int splits = a.num_splits > 0 ? a.num_splits

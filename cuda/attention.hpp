@@ -87,9 +87,9 @@ struct DecodeArgs {
   int num_splits = 0;           // 0: chosen from the shape and the SM count
 };
 
-// Workspace for attention_decode: fp32 partials [batch, H, splits, hd + 2] and one counter per
-// (sequence, kv head). The counters must be zero before the first call (decode_workspace_init);
-// every call leaves them zero again.
+// Workspace for attention_decode: fp32 partials (acc [batch, H, splits, hd], then max and sum
+// [batch, H, splits, 2]) and one counter per (sequence, kv head). The counters must be zero before
+// the first call (decode_workspace_init); every call leaves them zero again.
 struct DecodeWorkspace {
   DeviceBuffer<float> partials;
   DeviceBuffer<unsigned> counters;

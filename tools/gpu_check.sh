@@ -7,7 +7,7 @@
 #   compare  `jambench compare --quick`
 #   bench    every bench/bench_* (BENCH_FILTER=regex, BENCH_ARGS=...; bench_attention gets --peer)
 # OPS=OP[,OP] limits big and compare to those ops. Logs and JSON under $OUT (or out/gpu).
-# Example: OPS=CONV1D,SSM_SCAN TESTS=cuda_mamba BENCH_FILTER='scan|conv/' tools/gpu_check.sh build test big compare bench
+# Example (ctest names are CudaMamba.*, CudaMoe.*, ...): OPS=CONV1D,SSM_SCAN TESTS=CudaMamba BENCH_FILTER='scan|conv/' tools/gpu_check.sh build test big compare bench
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}

@@ -136,7 +136,9 @@ __device__ __forceinline__ void warp_dot2(const WT* __restrict__ w0, const WT* _
 }
 
 // Fewer loads in flight when the accumulators take the registers (those cases are bound by
-// the arithmetic on the activations, not by the weight stream).
+// the arithmetic on the activations, not by the weight stream). (8 loads per row at NT = 1, a
+// whole 4096-byte int8 row per warp in one round, measured slower on an H200: int8 T = 1 / 2 at
+// 0.71 / 0.77 of copy against 0.75 / 0.80, bf16 T = 1 at 0.90 against 0.92.)
 template <int NT>
 struct Unroll {
   static constexpr int value = NT >= 16 ? 1 : (NT >= 8 ? 2 : 4);

@@ -92,6 +92,27 @@ TEST(Registry, ListingIsNonEmptyAndEveryCaseRoundTrips) {
 #endif
 }
 
+// Every component is listed with its case grid in every build: a CPU-only build must still show
+// (and skip with a reason) the ops whose kernels it cannot run.
+TEST(Registry, EveryComponentListedInEveryBuild) {
+  const Registry& reg = registry();
+  for (const char* name :
+       {"RMS_NORM", "CONV1D", "CONV1D_UPDATE", "SSM_SCAN", "SSM_UPDATE", "MAMBA_LAYER",
+        "ATTN_PREFILL", "ATTN_DECODE", "ATTN_LAYER", "ROUTER_TOPK", "MOE", "MLP", "EXPERT_INT8",
+        "QUANT_INT8", "EMBEDDING", "LM_HEAD"}) {
+    const OpInfo* op = reg.find(name);
+    ASSERT_NE(op, nullptr) << name;
+    EXPECT_FALSE(op->description.empty()) << name;
+    EXPECT_GT(op->cases().size(), 0u) << name;
+#if defined(JAMBENCH_HAVE_CUDA)
+    EXPECT_TRUE(static_cast<bool>(op->kernel)) << name;
+    EXPECT_TRUE(static_cast<bool>(op->reference)) << name;
+#else
+    EXPECT_FALSE(static_cast<bool>(op->kernel)) << name;
+#endif
+  }
+}
+
 TEST(Registry, DuplicateAndInvalidNamesRejected) {
   Registry r;
   r.add(fake_op(nullptr));

@@ -7,6 +7,8 @@
 #   compare  `jambench compare --quick`
 #   bench    every bench/bench_* (BENCH_FILTER=regex, BENCH_ARGS=...; bench_attention gets --peer)
 # OPS=OP[,OP] limits big and compare to those ops. Logs and JSON under $OUT (or out/gpu).
+# PACK=1 packs everything under $OUT into $OUT/logs.tgz at the end and removes the loose files
+# (the device tool brings back only a handful of files per call).
 # Example (ctest names are CudaMamba.*, CudaMoe.*, ...): OPS=CONV1D,SSM_SCAN TESTS=CudaMamba BENCH_FILTER='scan|conv/' tools/gpu_check.sh build test big compare bench
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,4 +72,7 @@ if has bench; then
   done
 fi
 log done
+if [ "${PACK:-0}" = 1 ]; then
+  (cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz . && find . -type f ! -name logs.tgz -delete)
+fi
 exit $rc

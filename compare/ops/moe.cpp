@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "compare/ops/moe_cases.hpp"
 #include "compare/registry.hpp"
 #include "core/bf16.hpp"
 #include "core/error.hpp"
@@ -781,262 +782,48 @@ Outputs head_kernel(const Case& c, KernelRun& run) {
   return {tensor("logits", {in.B, in.V}, v, CheckKind::Reduction)};
 }
 
-// ---------------------------------------------------------------------------------------------
-// Case grids
-
-Case mk(const char* op, std::vector<std::pair<std::string, std::string>> params) {
-  Case c;
-  c.op = op;
-  c.params = std::move(params);
-  c.seed = 1;
-  return c;
-}
-std::string S(int64_t v) {
-  return std::to_string(v);
-}
-
-std::vector<Case> router_cases() {
-  std::vector<Case> v;
-  for (int64_t d : {int64_t(4096), int64_t(100)})
-    for (int64_t T : {1, 7, 257, 8192}) {
-      v.push_back(mk(
-          "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "16"}, {"k", "2"}, {"renorm", "0"}, {"route", "rand"}}));
-      if (T == 8192) continue;
-      v.push_back(mk(
-          "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "16"}, {"k", "1"}, {"renorm", "0"}, {"route", "rand"}}));
-      v.push_back(mk(
-          "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "8"}, {"k", "2"}, {"renorm", "1"}, {"route", "rand"}}));
-      for (const char* route : {"one", "skip", "tie"})
-        for (const char* k : {"1", "2"})
-          v.push_back(mk("ROUTER_TOPK", {{"T", S(T)},
-                                         {"d", S(d)},
-                                         {"E", "16"},
-                                         {"k", k},
-                                         {"renorm", "0"},
-                                         {"route", route}}));
-    }
-  return v;
-}
-
-Case moe_case(int64_t T, int64_t d, int64_t inter, int64_t E, int k, int renorm, const char* route,
-              const char* weights, const char* path) {
-  return mk("MOE", {{"T", S(T)},
-                    {"d", S(d)},
-                    {"I", S(inter)},
-                    {"E", S(E)},
-                    {"k", S(k)},
-                    {"renorm", S(renorm)},
-                    {"route", route},
-                    {"weights", weights},
-                    {"path", path}});
-}
-
-std::vector<Case> moe_cases() {
-  std::vector<Case> v;
-  // Small widths: the token sweep, bf16 and int8.
-  for (int64_t T : {1, 2, 7, 16, 64, 257, 1024, 8192})
-    v.push_back(moe_case(T, 128, 256, 16, 2, 0, "rand", "bf16", "auto"));
-  for (int64_t T : {1, 7, 16, 257, 1024})
-    v.push_back(moe_case(T, 128, 256, 16, 2, 0, "rand", "int8", "auto"));
-  // Both expert paths on the same decode shapes.
-  for (const char* w : {"bf16", "int8"}) {
-    v.push_back(moe_case(7, 128, 256, 16, 2, 0, "rand", w, "gemm"));
-    v.push_back(moe_case(16, 128, 256, 16, 2, 0, "rand", w, "gemv"));
-  }
-  // Routing extremes: every token to one expert (16 rows on one expert: the largest Gemv tile),
-  // an expert without tokens, constructed ties; top-1; Mixtral's renormalised top-2 over 8.
-  for (int k : {1, 2}) {
-    v.push_back(moe_case(16, 128, 256, 16, k, 0, "one", "int8", "auto"));
-    v.push_back(moe_case(257, 128, 256, 16, k, 0, "one", "bf16", "auto"));
-    v.push_back(moe_case(7, 128, 256, 16, k, 0, "tie", "bf16", "auto"));
-    v.push_back(moe_case(257, 128, 256, 16, k, 0, "tie", "int8", "auto"));
-  }
-  v.push_back(moe_case(64, 128, 256, 16, 2, 0, "skip", "bf16", "auto"));
-  v.push_back(moe_case(5, 128, 256, 16, 2, 0, "skip", "int8", "auto"));
-  for (int64_t T : {7, 257}) v.push_back(moe_case(T, 128, 256, 16, 1, 0, "rand", "bf16", "auto"));
-  for (int64_t T : {1, 64, 257})
-    v.push_back(moe_case(T, 128, 256, 8, 2, 1, "rand", "bf16", "auto"));
-  // Widths that are not multiples of 16 (Gemm path, cuBLAS on unaligned rows) or of 8 (scalar
-  // router / gather / combine).
-  v.push_back(moe_case(7, 200, 264, 8, 2, 0, "rand", "bf16", "auto"));
-  v.push_back(moe_case(7, 100, 136, 8, 2, 0, "rand", "int8", "auto"));
-  v.push_back(moe_case(257, 100, 136, 8, 2, 0, "rand", "bf16", "auto"));
-  // Mid widths: several 16-byte iterations per row with a partial tail (2064 = 16 * 129).
-  for (const char* w : {"bf16", "int8"})
-    for (int64_t T : {1, 7, 16, 33})
-      v.push_back(moe_case(T, 2064, 4112, 4, 2, 0, "rand", w, "auto"));
-  // Reference-consistency case: the streaming reference (used for big cases) on a small case.
-  v.push_back(moe_case(64, 128, 256, 16, 2, 0, "rand", "int8", "auto").set("ref", "stream"));
-  // Jamba-v0.1 MoE layer: 4096 x 14336, 16 experts, top-2, no renormalisation.
-  for (const char* w : {"bf16", "int8"}) {
-    for (int64_t T : {1, 2, 16})
-      v.push_back(moe_case(T, 4096, 14336, 16, 2, 0, "rand", w, "auto").set("big", "1"));
-    for (int64_t T : {1024, 8192})
-      v.push_back(
-          moe_case(T, 4096, 14336, 16, 2, 0, "rand", w, "auto").set("rows", "32").set("big", "1"));
-  }
-  return v;
-}
-
-Case mlp_case(const char* op, int64_t T, int64_t d, int64_t inter, const char* path) {
-  return mk(op, {{"T", S(T)}, {"d", S(d)}, {"I", S(inter)}, {"path", path}});
-}
-
-std::vector<Case> mlp_cases() {
-  std::vector<Case> v;
-  for (int64_t T : {1, 2, 7, 16, 64, 257, 1024}) v.push_back(mlp_case("MLP", T, 128, 256, "auto"));
-  v.push_back(mlp_case("MLP", 7, 128, 256, "gemm"));
-  v.push_back(mlp_case("MLP", 16, 128, 256, "gemm"));
-  for (int64_t T : {1, 16, 64}) v.push_back(mlp_case("MLP", T, 2064, 4112, "auto"));
-  v.push_back(mlp_case("MLP", 7, 100, 136, "auto"));
-  for (int64_t T : {1, 16}) v.push_back(mlp_case("MLP", T, 4096, 14336, "auto").set("big", "1"));
-  v.push_back(mlp_case("MLP", 8192, 4096, 14336, "auto").set("rows", "32").set("big", "1"));
-  return v;
-}
-
-std::vector<Case> expert_int8_cases() {
-  std::vector<Case> v;
-  for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 16, 17, 257})
-    v.push_back(mlp_case("EXPERT_INT8", T, 128, 256, "auto"));
-  v.push_back(mlp_case("EXPERT_INT8", 7, 128, 256, "gemm"));
-  for (int64_t T : {1, 4, 16, 64}) v.push_back(mlp_case("EXPERT_INT8", T, 2064, 4112, "auto"));
-  v.push_back(mlp_case("EXPERT_INT8", 7, 100, 136, "auto"));
-  for (int64_t T : {1, 16})
-    v.push_back(mlp_case("EXPERT_INT8", T, 4096, 14336, "auto").set("big", "1"));
-  return v;
-}
-
-std::vector<Case> quant_cases() {
-  std::vector<Case> v;
-  const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {37, 100}, {64, 4096}, {300, 14336}};
-  for (auto [rows, cols] : shapes)
-    v.push_back(mk("QUANT_INT8", {{"rows", S(rows)}, {"cols", S(cols)}}));
-  // A whole Jamba-v0.1 expert's fused gate/up [2I, d].
-  v.push_back(mk("QUANT_INT8", {{"rows", "28672"}, {"cols", "4096"}, {"big", "1"}}));
-  return v;
-}
-
-std::vector<Case> emb_cases() {
-  std::vector<Case> v;
-  for (int64_t n : {1, 7, 1024}) {
-    v.push_back(mk("EMBEDDING", {{"n", S(n)}, {"V", "65536"}, {"d", "256"}}));
-    v.push_back(mk("EMBEDDING", {{"n", S(n)}, {"V", "1000"}, {"d", "4096"}}));
-    v.push_back(mk("EMBEDDING", {{"n", S(n)}, {"V", "1000"}, {"d", "100"}}));
-  }
-  return v;
-}
-
-std::vector<Case> head_cases() {
-  std::vector<Case> v;
-  for (int64_t B : {1, 4})
-    for (int64_t L : {1, 7}) {
-      v.push_back(mk("LM_HEAD", {{"B", S(B)}, {"L", S(L)}, {"d", "256"}, {"V", "1000"}}));
-      v.push_back(mk("LM_HEAD", {{"B", S(B)}, {"L", S(L)}, {"d", "4096"}, {"V", "4000"}}));
-    }
-  v.push_back(mk("LM_HEAD", {{"B", "1"}, {"L", "3"}, {"d", "100"}, {"V", "999"}}));
-  v.push_back(
-      mk("LM_HEAD", {{"B", "16"}, {"L", "2"}, {"d", "4096"}, {"V", "65536"}, {"big", "1"}}));
-  return v;
-}
-
 }  // namespace
 
 void register_moe_ops(Registry& r) {
-  {
-    OpInfo op;
-    op.name = "ROUTER_TOPK";
-    op.family = "moe";
-    op.description =
-        "router logits, fp32 softmax over all experts, top-k (ties -> lower index), "
-        "optional renormalisation, bf16 weights (jamba-spec §2.7)";
-    op.cases = router_cases;
-    op.reference = router_reference;
-    op.kernel = router_kernel;
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "MOE";
-    op.family = "moe";
-    op.description =
-        "MoE block: router, permutation, SwiGLU experts (bf16 or int8 W8A16), "
-        "combine in ascending expert order (jamba-spec §2.7)";
-    op.cases = moe_cases;
-    op.reference = moe_reference;
-    op.kernel = moe_kernel;
-    op.flops = moe_flops;
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "MLP";
-    op.family = "moe";
-    op.description = "dense SwiGLU MLP = the expert kernels with one expert (jamba-spec §2.6)";
-    op.cases = mlp_cases;
-    op.reference = [](const Case& c, Precision p) { return mlp_reference_impl(c, p, false); };
-    op.kernel = [](const Case& c, KernelRun& run) { return mlp_kernel_impl(c, run, false, false); };
-    op.flops = mlp_flops;
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "EXPERT_INT8";
-    op.family = "moe";
-    op.description =
-        "one ExpertsInt8 SwiGLU expert (W8A16) vs the reference dequantising the "
-        "same int8 values and scales (jamba-spec §6.6)";
-    op.cases = expert_int8_cases;
-    op.reference = [](const Case& c, Precision p) { return mlp_reference_impl(c, p, true); };
-    op.kernel = [](const Case& c, KernelRun& run) { return mlp_kernel_impl(c, run, true, true); };
-    op.flops = mlp_flops;
-    op.bytes = [](const Case& c) {
-      const MoeParams p = moe_params(c);
-      return 3.0 * double(p.d) * double(p.inter) + 4.0 * (2 * p.inter + p.d);
-    };
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "QUANT_INT8";
-    op.family = "moe";
-    op.description =
-        "ExpertsInt8 quantiser: int8 values and scales bitwise equal to the "
-        "reference (ecosystem.md §1.8)";
-    op.cases = quant_cases;
-    op.reference = quant_reference;
-    op.kernel = quant_kernel;
-    op.bytes = [](const Case& c) {
-      return 3.0 * double(c.geti("rows")) * double(c.geti("cols")) + 4.0 * c.geti("rows");
-    };
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "EMBEDDING";
-    op.family = "moe";
-    op.description = "token embedding lookup, bounds-checked (jamba-spec §2.1)";
-    op.cases = emb_cases;
-    op.reference = emb_reference;
-    op.kernel = emb_kernel;
-    op.bytes = [](const Case& c) { return 4.0 * double(c.geti("n")) * double(c.geti("d")); };
-    r.add(std::move(op));
-  }
-  {
-    OpInfo op;
-    op.name = "LM_HEAD";
-    op.family = "moe";
-    op.description =
-        "final RMSNorm + LM head on the last position of each sequence, fp32 "
-        "logits (jamba-spec §2.8)";
-    op.cases = head_cases;
-    op.reference = head_reference;
-    op.kernel = head_kernel;
-    op.flops = [](const Case& c) {
-      return 2.0 * double(c.geti("B")) * double(c.geti("d")) * double(c.geti("V"));
-    };
+  for (OpInfo& op : moe_grid::listings()) {
+    if (op.name == "ROUTER_TOPK") {
+      op.reference = router_reference;
+      op.kernel = router_kernel;
+    } else if (op.name == "MOE") {
+      op.reference = moe_reference;
+      op.kernel = moe_kernel;
+      op.flops = moe_flops;
+    } else if (op.name == "MLP") {
+      op.reference = [](const Case& c, Precision p) { return mlp_reference_impl(c, p, false); };
+      op.kernel = [](const Case& c, KernelRun& run) {
+        return mlp_kernel_impl(c, run, false, false);
+      };
+      op.flops = mlp_flops;
+    } else if (op.name == "EXPERT_INT8") {
+      op.reference = [](const Case& c, Precision p) { return mlp_reference_impl(c, p, true); };
+      op.kernel = [](const Case& c, KernelRun& run) { return mlp_kernel_impl(c, run, true, true); };
+      op.flops = mlp_flops;
+      op.bytes = [](const Case& c) {
+        const MoeParams p = moe_params(c);
+        return 3.0 * double(p.d) * double(p.inter) + 4.0 * (2 * p.inter + p.d);
+      };
+    } else if (op.name == "QUANT_INT8") {
+      op.reference = quant_reference;
+      op.kernel = quant_kernel;
+      op.bytes = [](const Case& c) {
+        return 3.0 * double(c.geti("rows")) * double(c.geti("cols")) + 4.0 * c.geti("rows");
+      };
+    } else if (op.name == "EMBEDDING") {
+      op.reference = emb_reference;
+      op.kernel = emb_kernel;
+      op.bytes = [](const Case& c) { return 4.0 * double(c.geti("n")) * double(c.geti("d")); };
+    } else if (op.name == "LM_HEAD") {
+      op.reference = head_reference;
+      op.kernel = head_kernel;
+      op.flops = [](const Case& c) {
+        return 2.0 * double(c.geti("B")) * double(c.geti("d")) * double(c.geti("V"));
+      };
+    }
     r.add(std::move(op));
   }
 }

@@ -1,0 +1,142 @@
+// The CPU half of the attention registry entries: the ops' names, descriptions and case grids,
+// shared by compare/ops/attention.cpp (CUDA builds: adds inputs, references and kernels) and
+// compare/ops/stubs.cpp (CPU-only builds: the listing). Parameters: see attention.cpp's header.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compare/registry.hpp"
+
+namespace jb::cmp::attn {
+
+inline Case mk(const char* op, std::vector<std::pair<std::string, std::string>> params,
+               uint64_t seed = 1) {
+  Case c;
+  c.op = op;
+  c.params = std::move(params);
+  c.seed = seed;
+  return c;
+}
+
+inline std::vector<Case> prefill_cases() {
+  std::vector<Case> v;
+  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
+    v.push_back(mk("ATTN_PREFILL", std::move(p)));
+  };
+  // Small heads (4:1): the length grid around the 64-row tiles, every row compared.
+  for (const char* L : {"1", "2", "17", "63", "64", "65", "127", "128", "129", "1000"})
+    add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", L}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "2049"}, {"rows", "sampled"}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "1000"}, {"qscale", "4"}});
+  for (const char* L : {"1", "17", "129", "1000"})
+    add({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"L", L}});
+  // Jamba 32:8 (jamba-spec §4.1), Llama-2-7B 32:32, Llama-2-70B 64:8 (§4.3).
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "1"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "17"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "129"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "1000"}, {"rows", "sampled"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "2049"}, {"rows", "sampled"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "8192"}, {"rows", "sampled"}});
+  add({{"H", "32"},
+       {"Hkv", "8"},
+       {"hd", "128"},
+       {"L", "32768"},
+       {"rows", "sampled"},
+       {"big", "1"}});
+  add({{"H", "32"}, {"Hkv", "32"}, {"hd", "128"}, {"L", "129"}});
+  add({{"H", "32"}, {"Hkv", "32"}, {"hd", "128"}, {"L", "2049"}, {"rows", "sampled"}});
+  add({{"H", "64"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "129"}});
+  add({{"H", "64"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "1000"}, {"rows", "sampled"}});
+  // RoPE (baselines): positions after a cache, large theta.
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "129"}, {"rope", "1"}, {"theta", "10000"}});
+  add({{"H", "4"},
+       {"Hkv", "1"},
+       {"hd", "128"},
+       {"L", "300"},
+       {"past", "3000"},
+       {"rope", "1"},
+       {"theta", "1000000"}});
+  add({{"H", "4"}, {"Hkv", "2"}, {"hd", "64"}, {"L", "100"}, {"rope", "1"}, {"theta", "10000"}});
+  // Prefill after an existing cache, and batches of mixed lengths (varlen).
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "129"}, {"past", "1000"}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "70"}, {"past", "33"}});
+  add({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "5+129+1000"}});
+  add({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "1+64+300"}, {"past", "100+0+2000"}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "17+1+200"}, {"past", "7+70+0"}});
+  // Each variant on its own.
+  for (const char* var : {"simple", "mma64", "mma128"}) {
+    add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"past", "5"}, {"variant", var}});
+    add({{"H", "4"}, {"Hkv", "2"}, {"hd", "64"}, {"lens", "3+150"}, {"variant", var}});
+  }
+  add({{"H", "32"},
+       {"Hkv", "8"},
+       {"hd", "128"},
+       {"L", "2049"},
+       {"rows", "sampled"},
+       {"variant", "mma64"}});
+  return v;
+}
+
+inline std::vector<Case> decode_cases() {
+  std::vector<Case> v;
+  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
+    v.push_back(mk("ATTN_DECODE", std::move(p)));
+  };
+  for (const char* L : {"1", "17", "1000", "8192", "32768"})
+    add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", L}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "131072"}, {"big", "1"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1+100+5000+20000"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1+100+5000+70000"}, {"big", "1"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1000"}, {"splits", "1"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1000"}, {"splits", "7"}});
+  add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "5000"}, {"qscale", "4"}});
+  add({{"H", "64"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "5000"}});
+  add({{"H", "32"}, {"Hkv", "32"}, {"hd", "128"}, {"lens", "1000+3"}});
+  add({{"H", "16"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "333"}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "1+17+1000"}});
+  add({{"H", "8"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "4097"}});
+  return v;
+}
+
+inline std::vector<Case> layer_cases() {
+  std::vector<Case> v;
+  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
+    v.push_back(mk("ATTN_LAYER", std::move(p)));
+  };
+  add({{"d", "512"}, {"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"n", "5"}});
+  add({{"d", "256"}, {"H", "2"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "1"}, {"n", "3"}});
+  add({{"d", "512"},
+       {"H", "4"},
+       {"Hkv", "2"},
+       {"hd", "128"},
+       {"L", "100"},
+       {"n", "4"},
+       {"rope", "1"},
+       {"theta", "10000"}});
+  add({{"d", "256"}, {"H", "4"}, {"Hkv", "2"}, {"hd", "64"}, {"L", "70"}, {"n", "3"}});
+  // Jamba-v0.1 width (jamba-spec §4.1) at a modest length.
+  add({{"d", "4096"}, {"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"L", "64"}, {"n", "3"}});
+  return v;
+}
+
+inline std::vector<OpInfo> listings() {
+  std::vector<OpInfo> ops(3);
+  ops[0].name = "ATTN_PREFILL";
+  ops[0].description =
+      "causal GQA prefill over the KV cache (varlen batch, optional RoPE), jamba-spec §2.3";
+  ops[0].cases = prefill_cases;
+  ops[1].name = "ATTN_DECODE";
+  ops[1].description = "split-KV decode, one token per sequence, GQA, jamba-spec §2.3";
+  ops[1].cases = decode_cases;
+  ops[2].name = "ATTN_LAYER";
+  ops[2].description =
+      "attention mixer: projections + RoPE + cache + attention + o_proj; GPU prefill(L) then "
+      "decode(n) vs reference prefill(L+n), jamba-spec §2.3";
+  ops[2].cases = layer_cases;
+  for (OpInfo& op : ops) op.family = "attention";
+  return ops;
+}
+
+}  // namespace jb::cmp::attn

@@ -6,15 +6,18 @@
 namespace jb::cuda::experts_detail {
 namespace {
 
-// Gemv path (decode, <= 16 rows per expert). Bench at Jamba-v0.1 width on an H200 (T tokens,
-// top-2 of 16 experts) with the previous design (one warp per gate/up row pair, fp32 FMA against
-// every activation row): int8 at 0.75 / 0.80 / 0.81 / 0.79 / 0.57 of copy at T = 1 / 2 / 4 / 8 /
-// 16. Per int8 weight that design spent 2 conversion ops plus n FMAs plus 1/2 op converting
-// activations: at n >= 4 rows per expert that exceeds the ~8 issue slots per weight an SM has at
-// copy speed (16 B/clk/SM), hence T = 16. Here the dot products run on the tensor cores
-// (mma.m16n8k16, bf16 in, fp32 accumulate): the weights are converted to bf16 once (exact,
-// |q| <= 127) and every activation row up to 8 (or 16) costs nothing more, so the ALU cost is
-// ~2.75 ops per int8 weight at every n.
+// Gemv path (decode, <= 16 rows per expert), tensor-core variant. The FMA variant (experts.cu:
+// one warp per gate/up row pair, fp32 FMA against every activation row) spends per int8 weight
+// 2 conversion ops plus n FMAs plus 1/2 op converting activations: at n >= 4 rows per expert that
+// exceeds the ~8 issue slots per weight an SM has at copy speed (16 B/clk/SM). Here the dot
+// products run on the tensor cores (mma.m16n8k16, bf16 in, fp32 accumulate): the weights are
+// converted to bf16 once (exact, |q| <= 127) and every activation row up to 8 (or 16) costs
+// nothing more, ~2.75 ALU ops per int8 weight at every n. Measured on an H200 (Jamba-v0.1
+// widths, top-2 of 16, fraction of copy over the touched int8 bytes at T = 1 / 2 / 4 / 8 / 12 /
+// 16): this variant 0.71 / 0.74 / 0.73 / 0.74 / 0.61 / 0.66, the FMA one 0.75 / 0.80 / 0.81 /
+// 0.78 / - / 0.57 (T = 12 not measured): so it runs only for int8 with more than 8 rows per
+// expert. Why it does not reach copy speed at small n is not
+// known yet (no profiler run).
 //
 // Work split: a unit is 32 weight rows of one expert (gate/up: 16 intermediates, gate and up
 // rows of each in the same thread; down: 32 output columns) over the whole reduction length K;

@@ -117,30 +117,12 @@ constexpr int kDecodeGraphCalls = 20;
 // i % sets), in ms per call.
 template <class ArgsFor>
 double decode_graph_ms(int sets, ArgsFor args_for, jb::cuda::DecodeWorkspace& ws) {
-  cudaStream_t s;
-  JB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  JB_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-  for (int i = 0; i < kDecodeGraphCalls; ++i) jb::cuda::attention_decode(args_for(i % sets), ws, s);
-  JB_CUDA(cudaStreamEndCapture(s, &g));
-  JB_CUDA(cudaGraphInstantiate(&ge, g, 0));
-  JB_CUDA(cudaGraphLaunch(ge, s));  // warm-up
-  JB_CUDA(cudaStreamSynchronize(s));
-  std::vector<double> t;
-  {
-    jb::bench::EventTimer timer(s);
-    for (int r = 0; r < 10; ++r) {
-      timer.start();
-      JB_CUDA(cudaGraphLaunch(ge, s));
-      timer.stop();
-      t.push_back(timer.elapsed_ms() / kDecodeGraphCalls);
-    }
-  }
-  JB_CUDA(cudaGraphExecDestroy(ge));
-  JB_CUDA(cudaGraphDestroy(g));
-  JB_CUDA(cudaStreamDestroy(s));
-  return jb::bench::median(t);
+  const jb::bench::Stream s;
+  const jb::bench::CapturedGraph graph(s.s, [&] {
+    for (int i = 0; i < kDecodeGraphCalls; ++i)
+      jb::cuda::attention_decode(args_for(i % sets), ws, s.s);
+  });
+  return jb::bench::median_ms([&] { graph.launch(s.s); }, 10, 1, s.s) / kDecodeGraphCalls;
 }
 
 void BM_Decode(benchmark::State& state, int B, int L) {

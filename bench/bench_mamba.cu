@@ -262,28 +262,21 @@ void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
 // Captures kGraphLaunches calls of launch(i) (i rotates over the input sets) and times replays.
 template <class F>
 void time_graph(benchmark::State& st, F launch, std::vector<double>& times) {
-  cudaStream_t s;
-  JB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  JB_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-  for (int i = 0; i < kGraphLaunches; ++i) launch(i, s);
-  JB_CUDA(cudaStreamEndCapture(s, &g));
-  JB_CUDA(cudaGraphInstantiate(&ge, g, 0));
-  JB_CUDA(cudaGraphLaunch(ge, s));  // warm-up
-  JB_CUDA(cudaStreamSynchronize(s));
-  jb::bench::EventTimer timer(s);
+  const jb::bench::Stream s;
+  const jb::bench::CapturedGraph graph(s.s, [&] {
+    for (int i = 0; i < kGraphLaunches; ++i) launch(i, s.s);
+  });
+  graph.launch(s.s);  // warm-up
+  JB_CUDA(cudaStreamSynchronize(s.s));
+  jb::bench::EventTimer timer(s.s);
   for (auto _ : st) {
     timer.start();
-    JB_CUDA(cudaGraphLaunch(ge, s));
+    graph.launch(s.s);
     timer.stop();
     const double sec = timer.elapsed_ms() * 1e-3 / kGraphLaunches;
     times.push_back(sec);
     st.SetIterationTime(sec);
   }
-  JB_CUDA(cudaGraphExecDestroy(ge));
-  JB_CUDA(cudaGraphDestroy(g));
-  JB_CUDA(cudaStreamDestroy(s));
 }
 
 struct UpdateSet {

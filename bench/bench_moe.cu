@@ -123,27 +123,8 @@ void set_bw_counters(benchmark::State& state, double bytes, double sec, int acti
   state.counters["x_copy"] = ceil.copy_gbs() > 0 ? gbs / ceil.copy_gbs() : 0;
 }
 
-struct Stream {
-  cudaStream_t s = nullptr;
-  Stream() { JB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
-  ~Stream() { cudaStreamDestroy(s); }
-};
-
-struct Graph {
-  cudaGraph_t g = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  ~Graph() {
-    if (exec) cudaGraphExecDestroy(exec);
-    if (g) cudaGraphDestroy(g);
-  }
-  template <class Fn>
-  void capture(cudaStream_t s, Fn&& fn) {
-    JB_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    fn();
-    JB_CUDA(cudaStreamEndCapture(s, &g));
-    JB_CUDA(cudaGraphInstantiate(&exec, g, 0));
-  }
-};
+using jb::bench::CapturedGraph;
+using jb::bench::Stream;
 
 // A decode batch of T tokens routed once: its workspace is filled by one moe_forward (so a later
 // graph capture allocates nothing) and `active` counts the experts the routing touched.
@@ -170,13 +151,14 @@ void BM_ExpertsDecode(benchmark::State& state, bool int8) {
   g.num_active = d.ws.num_active.get();
   g.total_rows = T * kTopK;
   g.max_rows_per_expert = T;
-  Graph graph;
-  graph.capture(d.st.s, [&] {
-    jb::cuda::run_experts(d.layer.experts, g, d.ws.x_rows.get(), d.ws.y_rows.get(),
-                          jb::cuda::ExpertsPath::Gemv, d.ws.experts, d.st.s);
-  });
-  const double sec =
-      time_calls(state, d.st.s, [&] { JB_CUDA(cudaGraphLaunch(graph.exec, d.st.s)); });
+  const CapturedGraph graph(
+      d.st.s,
+      [&] {
+        jb::cuda::run_experts(d.layer.experts, g, d.ws.x_rows.get(), d.ws.y_rows.get(),
+                              jb::cuda::ExpertsPath::Gemv, d.ws.experts, d.st.s);
+      },
+      cudaStreamCaptureModeThreadLocal);
+  const double sec = time_calls(state, d.st.s, [&] { graph.launch(d.st.s); });
   set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 
@@ -184,13 +166,14 @@ void BM_MoeDecode(benchmark::State& state, bool int8) {
   JambaMoe& j = jamba();
   const int64_t T = state.range(0);
   DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Auto);
-  Graph graph;
-  graph.capture(d.st.s, [&] {
-    jb::cuda::moe_forward(d.layer, j.x.get(), T, j.out.get(), d.ws, jb::cuda::ExpertsPath::Auto,
-                          d.st.s);
-  });
-  const double sec =
-      time_calls(state, d.st.s, [&] { JB_CUDA(cudaGraphLaunch(graph.exec, d.st.s)); });
+  const CapturedGraph graph(
+      d.st.s,
+      [&] {
+        jb::cuda::moe_forward(d.layer, j.x.get(), T, j.out.get(), d.ws, jb::cuda::ExpertsPath::Auto,
+                              d.st.s);
+      },
+      cudaStreamCaptureModeThreadLocal);
+  const double sec = time_calls(state, d.st.s, [&] { graph.launch(d.st.s); });
   set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 

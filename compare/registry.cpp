@@ -44,6 +44,15 @@ std::string Case::str() const {
   return s;
 }
 
+Case make_case(std::string op, std::vector<std::pair<std::string, std::string>> params,
+               uint64_t seed) {
+  Case c;
+  c.op = std::move(op);
+  c.params = std::move(params);
+  c.seed = seed;
+  return c;
+}
+
 Case Case::parse(const std::string& s) {
   Case c;
   size_t i = 0;

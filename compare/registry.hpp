@@ -32,6 +32,10 @@ struct Case {
   bool operator==(const Case& o) const;
 };
 
+// A case from its op name and its parameters in print order: the case grids' shorthand.
+Case make_case(std::string op, std::vector<std::pair<std::string, std::string>> params,
+               uint64_t seed = 1);
+
 // What kind of computation produced a tensor: selects the gate of the tolerance policy
 // (ecosystem.md §1.8): factor 2 over the bf16-emulating reference's own error, 3 for the
 // scan/decode state path and KV-cache ops; Exact for bit-for-bit outputs (quantiser, routing).

@@ -370,8 +370,7 @@ struct DecodeShape {
   static constexpr size_t kPipe = size_t(kDecStages) * 2 * TILE * sizeof(bf16);
   static constexpr size_t kMerge = (size_t(2) * STREAMS * G + size_t(STREAMS) * G * HD) * 4;
   static constexpr size_t kFinal = (size_t(G) * kDecodeMaxSplits + G) * 4;
-  static constexpr size_t kBytes = kPipe > kMerge ? (kPipe > kFinal ? kPipe : kFinal)
-                                                  : (kMerge > kFinal ? kMerge : kFinal);
+  static constexpr size_t kBytes = std::max({kPipe, kMerge, kFinal});
 };
 
 template <int HD, int G>
@@ -845,10 +844,7 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
 template <int HD, int G>
 int decode_blocks_per_sm_of() {
   prepare_decode<HD, G>();
-  int n = 0;
-  JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_splitkv_kernel<HD, G>,
-                                                        kDecThreads, DecodeShape<HD, G>::kBytes));
-  return std::max(n, 1);
+  return blocks_per_sm(decode_splitkv_kernel<HD, G>, kDecThreads, DecodeShape<HD, G>::kBytes);
 }
 
 // Decode blocks of this (head_dim, group) that one SM holds at once (occupancy API; at hd 128

@@ -318,12 +318,8 @@ int64_t conv_time_tile(int64_t rows, int64_t seqlen, int64_t slots) {
 
 template <int K, bool kVec>
 int64_t resident_blocks() {
-  static const int64_t n = [] {
-    int per_sm = 0;
-    JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, conv1d_fwd_kernel<K, kVec>,
-                                                          kThreads, 0));
-    return int64_t(std::max(per_sm, 1)) * sm_count();
-  }();
+  static const int64_t n =
+      int64_t(blocks_per_sm(conv1d_fwd_kernel<K, kVec>, kThreads)) * sm_count();
   return n;
 }
 

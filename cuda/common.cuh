@@ -119,6 +119,15 @@ bool device_available();  // a CUDA device can be used (false on CI machines)
 std::string device_name();
 // SMs of the current device, queried once per process (launch heuristics call it per launch).
 int sm_count();
+
+// Blocks of `kernel` one SM holds at once at this block size and dynamic shared memory
+// (occupancy API; at least 1, so a grid sized from it is never empty).
+template <class Kernel>
+int blocks_per_sm(Kernel kernel, int threads, size_t dynamic_smem = 0) {
+  int n = 0;
+  JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dynamic_smem));
+  return n > 1 ? n : 1;
+}
 // Registers device_info() as core/result's GPU metadata provider (call once in main()).
 void register_device_info();
 

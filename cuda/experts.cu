@@ -35,18 +35,15 @@ struct WVec;
 template <>
 struct WVec<int8_t> {
   static constexpr int kElems = 16;
-  // Signed byte b -> unsigned b + 128 (xor 0x80) placed in the mantissa of 2^23: the float is
-  // 2^23 + b + 128 exactly, and subtracting 2^23 + 128 leaves b exactly. One byte-permute and
-  // one add per element instead of the quarter-rate int->float conversion.
+  // Exact, one byte-permute and one add per element (experts_detail::int8x4_to_f32).
   static __device__ __forceinline__ void unpack(const uint4& v, float (&f)[16]) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const uint32_t u = w[k] ^ 0x80808080u;
-      f[4 * k + 0] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440)) - 8388736.0f;
-      f[4 * k + 1] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7441)) - 8388736.0f;
-      f[4 * k + 2] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7442)) - 8388736.0f;
-      f[4 * k + 3] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7443)) - 8388736.0f;
+      float q[4];
+      experts_detail::int8x4_to_f32(w[k], q);
+#pragma unroll
+      for (int b = 0; b < 4; ++b) f[4 * k + b] = q[b];
     }
   }
 };
@@ -246,28 +243,25 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 // weights: cuBLAS rounds the fp32 accumulator once, which is the contract's g and u) or fp32
 // times the int8 row scales sg, su. 2-D grid (columns x rows, both grid-strided): no 64-bit
 // division per element.
-__global__ void act_from_bf16_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
-                                     bf16* __restrict__ act) {
-  for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
-    const bf16* g_row = gate_up + r * 2 * inter;
-    const bf16* u_row = g_row + inter;
-    bf16* a_row = act + r * inter;
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inter;
-         i += int64_t(gridDim.x) * blockDim.x)
-      a_row[i] = swiglu_act(__bfloat162float(g_row[i]), __bfloat162float(u_row[i]));
-  }
+__device__ __forceinline__ float to_f32(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_f32(bf16 v) {
+  return __bfloat162float(v);
 }
 
-__global__ void act_from_f32_kernel(const float* __restrict__ gate_up, int64_t n, int64_t inter,
-                                    const float* __restrict__ sg, const float* __restrict__ su,
-                                    bf16* __restrict__ act) {
+// T = bf16 (no scales) or float (sg, su: the int8 row scales).
+template <class T>
+__global__ void act_kernel(const T* __restrict__ gate_up, int64_t n, int64_t inter,
+                           const float* __restrict__ sg, const float* __restrict__ su,
+                           bf16* __restrict__ act) {
   for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
-    const float* g_row = gate_up + r * 2 * inter;
-    const float* u_row = g_row + inter;
+    const T* g_row = gate_up + r * 2 * inter;
+    const T* u_row = g_row + inter;
     bf16* a_row = act + r * inter;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inter;
          i += int64_t(gridDim.x) * blockDim.x) {
-      float g = g_row[i], u = u_row[i];
+      float g = to_f32(g_row[i]), u = to_f32(u_row[i]);
       if (sg != nullptr) {
         g *= sg[i];
         u *= su[i];
@@ -474,15 +468,15 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
       linear_bf16_f32out(xe, d, lane.w_scratch.get(), lane.gate_up_f32.get(), n, 2 * inter, d, s,
                          lane.blas);
       const float* sg = w.gate_up_scale + e * 2 * inter;
-      act_from_f32_kernel<<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_f32.get(), n, inter,
-                                                                 sg, sg + inter, lane.act.get());
-      JB_LAUNCH("act_from_f32_kernel");
+      act_kernel<float><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_f32.get(), n, inter, sg,
+                                                               sg + inter, lane.act.get());
+      JB_LAUNCH("act_kernel<float>");
     } else {
       linear_bf16(xe, w.gate_up + e * 2 * inter * d, lane.gate_up_bf16.get(), n, 2 * inter, d, s,
                   lane.blas);
-      act_from_bf16_kernel<<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
-                                                                  lane.act.get());
-      JB_LAUNCH("act_from_bf16_kernel");
+      act_kernel<bf16><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
+                                                              nullptr, nullptr, lane.act.get());
+      JB_LAUNCH("act_kernel<bf16>");
     }
     // down: [n, d]
     if (is_int8) {

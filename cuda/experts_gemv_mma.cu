@@ -53,19 +53,14 @@ struct WPiece;
 template <>
 struct WPiece<int8_t> {
   static constexpr int kElems = 16;
-  // Signed byte b -> unsigned b + 128 (xor 0x80) in the mantissa of 2^23: the float 2^23 + b +
-  // 128 minus (2^23 + 128) is b exactly, and b (8 significant bits) is exact in bf16, so the
-  // upper half of the float is bf16(b). Per 4 weights: 1 xor, 4 byte-permutes, 4 adds, 2
-  // byte-permutes (the int->float conversion instruction is quarter rate).
+  // int8x4_to_f32 gives b exactly as a float; b (8 significant bits) is exact in bf16, so the
+  // upper half of each float is bf16(b): two more byte-permutes per 4 weights.
   static __device__ __forceinline__ void to_bf16x2(const uint4& v, uint32_t (&o)[8]) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const uint32_t u = w[k] ^ 0x80808080u;
       float f[4];
-#pragma unroll
-      for (int b = 0; b < 4; ++b)
-        f[b] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440 + b)) - 8388736.0f;
+      int8x4_to_f32(w[k], f);
       o[2 * k + 0] = __byte_perm(__float_as_uint(f[0]), __float_as_uint(f[1]), 0x7632);
       o[2 * k + 1] = __byte_perm(__float_as_uint(f[2]), __float_as_uint(f[3]), 0x7632);
     }
@@ -313,6 +308,8 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   advance(ld, steps, unit_end, g, tpe);
   if (ST == Stage::Down) pdl_wait_primary();  // act is complete from here on
 
+  // The two register buffers alternate by name, not by index, so they stay in registers (the
+  // two halves of the loop body are the same step on wa and on wb).
   for (int64_t s = 0; s < total; s += 2) {
     compute_step<WT, ST, NT>(wa, cp, x, geo, acc);
     if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, geo, out);
@@ -331,15 +328,12 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
     }
   }
 }
+
 // Blocks of one gemv stage kernel that fit on the device at once (queried once per instance).
 template <class WT, Stage ST, int NT>
 int64_t gemv_grid_capacity() {
-  static const int64_t cap = [] {
-    int per_sm = 0;
-    JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_stage_kernel<WT, ST, NT>,
-                                                          kGemvThreads, 0));
-    return int64_t(std::max(per_sm, 1)) * sm_count();
-  }();
+  static const int64_t cap =
+      int64_t(blocks_per_sm(gemv_stage_kernel<WT, ST, NT>, kGemvThreads)) * sm_count();
   return cap;
 }
 

@@ -35,6 +35,28 @@ double EventTimer::elapsed_ms() {
   return ms;
 }
 
+Stream::Stream() {
+  JB_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+}
+Stream::~Stream() {
+  cudaStreamDestroy(s);
+}
+
+CapturedGraph::CapturedGraph(cudaStream_t s, const std::function<void()>& enqueue,
+                             cudaStreamCaptureMode mode) {
+  JB_CUDA(cudaStreamBeginCapture(s, mode));
+  enqueue();
+  JB_CUDA(cudaStreamEndCapture(s, &graph_));
+  JB_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
+}
+CapturedGraph::~CapturedGraph() {
+  if (exec_) cudaGraphExecDestroy(exec_);
+  if (graph_) cudaGraphDestroy(graph_);
+}
+void CapturedGraph::launch(cudaStream_t s) const {
+  JB_CUDA(cudaGraphLaunch(exec_, s));
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

@@ -56,6 +56,31 @@ class EventTimer {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
+// A non-blocking CUDA stream owned by the object.
+struct Stream {
+  Stream();
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t s = nullptr;
+};
+
+// The work `enqueue` issues on stream `s`, captured once as a CUDA graph and instantiated; the
+// decode benchmarks replay it (how the engine runs decode steps: no host launch gaps).
+class CapturedGraph {
+ public:
+  CapturedGraph(cudaStream_t s, const std::function<void()>& enqueue,
+                cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed);
+  ~CapturedGraph();
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  void launch(cudaStream_t s) const;
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 // L2 size of device 0 in bytes (for deciding how many input sets to rotate).
 size_t l2_bytes();
 

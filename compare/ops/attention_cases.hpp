@@ -11,19 +11,10 @@
 
 namespace jb::cmp::attn {
 
-inline Case mk(const char* op, std::vector<std::pair<std::string, std::string>> params,
-               uint64_t seed = 1) {
-  Case c;
-  c.op = op;
-  c.params = std::move(params);
-  c.seed = seed;
-  return c;
-}
-
 inline std::vector<Case> prefill_cases() {
   std::vector<Case> v;
   auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(mk("ATTN_PREFILL", std::move(p)));
+    v.push_back(make_case("ATTN_PREFILL", std::move(p)));
   };
   // Small heads (4:1): the length grid around the 64-row tiles, every row compared.
   for (const char* L : {"1", "2", "17", "63", "64", "65", "127", "128", "129", "1000"})
@@ -82,7 +73,7 @@ inline std::vector<Case> prefill_cases() {
 inline std::vector<Case> decode_cases() {
   std::vector<Case> v;
   auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(mk("ATTN_DECODE", std::move(p)));
+    v.push_back(make_case("ATTN_DECODE", std::move(p)));
   };
   for (const char* L : {"1", "17", "1000", "8192", "32768"})
     add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", L}});
@@ -103,7 +94,7 @@ inline std::vector<Case> decode_cases() {
 inline std::vector<Case> layer_cases() {
   std::vector<Case> v;
   auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(mk("ATTN_LAYER", std::move(p)));
+    v.push_back(make_case("ATTN_LAYER", std::move(p)));
   };
   add({{"d", "512"}, {"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"n", "5"}});
   add({{"d", "256"}, {"H", "2"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "1"}, {"n", "3"}});

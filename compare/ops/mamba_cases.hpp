@@ -452,14 +452,6 @@ inline Outputs layer_reference(const LayerInputs& in, Precision p) {
 // Case grids (ecosystem.md §1.8): the length ladder, batch 1 and 8, channel counts that are not
 // multiples of any tile (2048+16, 1000, 24, 7), strided inputs, dt/A edges, forced variants.
 
-inline Case mk(const char* op, std::vector<std::pair<std::string, std::string>> p,
-               uint64_t seed = 1) {
-  Case c;
-  c.op = op;
-  c.params = std::move(p);
-  c.seed = seed;
-  return c;
-}
 inline std::string S(int64_t v) {
   return std::to_string(v);
 }
@@ -473,181 +465,186 @@ inline const std::vector<int64_t>& ladder() {
 inline std::vector<Case> conv_cases() {
   std::vector<Case> v;
   for (int64_t L : ladder())
-    v.push_back(mk("CONV1D", {{"L", S(L)},
-                              {"D", "2064"},
-                              {"B", "1"},
-                              {"K", "4"},
-                              {"state", S(L % 2)},
-                              {"xstride", L % 3 == 0 ? "2" : "1"}}));
+    v.push_back(make_case("CONV1D", {{"L", S(L)},
+                                     {"D", "2064"},
+                                     {"B", "1"},
+                                     {"K", "4"},
+                                     {"state", S(L % 2)},
+                                     {"xstride", L % 3 == 0 ? "2" : "1"}}));
   for (const char* D : {"8192", "1000", "24", "7"})
-    v.push_back(
-        mk("CONV1D",
-           {{"L", "129"}, {"D", D}, {"B", "1"}, {"K", "4"}, {"state", "1"}, {"xstride", "2"}}));
+    v.push_back(make_case(
+        "CONV1D",
+        {{"L", "129"}, {"D", D}, {"B", "1"}, {"K", "4"}, {"state", "1"}, {"xstride", "2"}}));
   for (const char* K : {"1", "2", "3"})
-    v.push_back(mk("CONV1D", {{"L", "17"}, {"D", "1000"}, {"B", "2"}, {"K", K}, {"state", "1"}}));
-  v.push_back(mk("CONV1D", {{"L", "2"}, {"D", "64"}, {"B", "3"}, {"K", "4"}, {"state", "1"}}));
-  v.push_back(mk("CONV1D", {{"L", "129"}, {"D", "1000"}, {"B", "8"}, {"K", "4"}, {"state", "1"}}));
-  v.push_back(mk("CONV1D", {{"L", "4097"},
-                            {"D", "8192"},
-                            {"B", "8"},
-                            {"K", "4"},
-                            {"state", "1"},
-                            {"xstride", "2"},
-                            {"big", "1"}}));
-  v.push_back(mk("CONV1D", {{"L", "16384"}, {"D", "8192"}, {"B", "1"}, {"K", "4"}, {"big", "1"}}));
+    v.push_back(
+        make_case("CONV1D", {{"L", "17"}, {"D", "1000"}, {"B", "2"}, {"K", K}, {"state", "1"}}));
   v.push_back(
-      mk("CONV1D",
-         {{"L", "65536"}, {"D", "8192"}, {"B", "1"}, {"K", "4"}, {"state", "1"}, {"big", "1"}}));
+      make_case("CONV1D", {{"L", "2"}, {"D", "64"}, {"B", "3"}, {"K", "4"}, {"state", "1"}}));
+  v.push_back(
+      make_case("CONV1D", {{"L", "129"}, {"D", "1000"}, {"B", "8"}, {"K", "4"}, {"state", "1"}}));
+  v.push_back(make_case("CONV1D", {{"L", "4097"},
+                                   {"D", "8192"},
+                                   {"B", "8"},
+                                   {"K", "4"},
+                                   {"state", "1"},
+                                   {"xstride", "2"},
+                                   {"big", "1"}}));
+  v.push_back(
+      make_case("CONV1D", {{"L", "16384"}, {"D", "8192"}, {"B", "1"}, {"K", "4"}, {"big", "1"}}));
+  v.push_back(make_case(
+      "CONV1D",
+      {{"L", "65536"}, {"D", "8192"}, {"B", "1"}, {"K", "4"}, {"state", "1"}, {"big", "1"}}));
   return v;
 }
 
 inline std::vector<Case> conv_update_cases() {
   std::vector<Case> v;
   for (const char* B : {"1", "16", "256"})
-    v.push_back(mk("CONV1D_UPDATE", {{"D", "8192"}, {"B", B}, {"K", "4"}, {"steps", "3"}}));
-  v.push_back(mk("CONV1D_UPDATE", {{"D", "7"}, {"B", "3"}, {"K", "3"}, {"steps", "5"}}));
-  v.push_back(mk("CONV1D_UPDATE", {{"D", "1000"}, {"B", "8"}, {"K", "2"}, {"steps", "2"}}));
+    v.push_back(make_case("CONV1D_UPDATE", {{"D", "8192"}, {"B", B}, {"K", "4"}, {"steps", "3"}}));
+  v.push_back(make_case("CONV1D_UPDATE", {{"D", "7"}, {"B", "3"}, {"K", "3"}, {"steps", "5"}}));
+  v.push_back(make_case("CONV1D_UPDATE", {{"D", "1000"}, {"B", "8"}, {"K", "2"}, {"steps", "2"}}));
   return v;
 }
 
 inline std::vector<Case> scan_cases() {
   std::vector<Case> v;
   for (int64_t L : ladder())
-    v.push_back(mk("SSM_SCAN", {{"L", S(L)},
-                                {"D", "2064"},
-                                {"N", "16"},
-                                {"B", "1"},
-                                {"state", S(L % 2)},
-                                {"zstride", L % 3 == 0 ? "2" : "1"}}));
+    v.push_back(make_case("SSM_SCAN", {{"L", S(L)},
+                                       {"D", "2064"},
+                                       {"N", "16"},
+                                       {"B", "1"},
+                                       {"state", S(L % 2)},
+                                       {"zstride", L % 3 == 0 ? "2" : "1"}}));
   for (const char* D : {"8192", "1000", "24", "7"})
-    v.push_back(mk("SSM_SCAN", {{"L", "129"},
-                                {"D", D},
-                                {"N", "16"},
-                                {"B", "1"},
-                                {"state", "1"},
-                                {"zstride", "2"},
-                                {"bcpad", "256"}}));
+    v.push_back(make_case("SSM_SCAN", {{"L", "129"},
+                                       {"D", D},
+                                       {"N", "16"},
+                                       {"B", "1"},
+                                       {"state", "1"},
+                                       {"zstride", "2"},
+                                       {"bcpad", "256"}}));
   for (const char* N : {"8", "4", "1"})
-    v.push_back(mk("SSM_SCAN", {{"L", "65"}, {"D", "1000"}, {"N", N}, {"B", "2"}, {"state", "1"}}));
-  v.push_back(
-      mk("SSM_SCAN",
-         {{"L", "200"}, {"D", "1000"}, {"N", "16"}, {"B", "2"}, {"state", "1"}, {"bcpad", "3"}}));
-  for (const char* e : {"big", "tiny"})
     v.push_back(
-        mk("SSM_SCAN",
-           {{"L", "2049"}, {"D", "1000"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"dtedge", e}}));
-  v.push_back(mk(
+        make_case("SSM_SCAN", {{"L", "65"}, {"D", "1000"}, {"N", N}, {"B", "2"}, {"state", "1"}}));
+  v.push_back(make_case(
+      "SSM_SCAN",
+      {{"L", "200"}, {"D", "1000"}, {"N", "16"}, {"B", "2"}, {"state", "1"}, {"bcpad", "3"}}));
+  for (const char* e : {"big", "tiny"})
+    v.push_back(make_case(
+        "SSM_SCAN",
+        {{"L", "2049"}, {"D", "1000"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"dtedge", e}}));
+  v.push_back(make_case(
       "SSM_SCAN",
       {{"L", "2049"}, {"D", "1000"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"underflow", "1"}}));
   // Forced variants: the chunked path at small sizes (many chunks, partial last chunk, initial
   // state through the combine) and the single pass where auto would chunk.
-  v.push_back(mk("SSM_SCAN", {{"L", "129"},
-                              {"D", "24"},
-                              {"N", "16"},
-                              {"B", "1"},
-                              {"state", "1"},
-                              {"variant", "chunked"},
-                              {"chunk", "64"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "2049"},
-                              {"D", "1000"},
-                              {"N", "16"},
-                              {"B", "2"},
-                              {"state", "1"},
-                              {"zstride", "2"},
-                              {"variant", "chunked"},
-                              {"chunk", "128"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "4097"},
-                              {"D", "2064"},
-                              {"N", "16"},
-                              {"B", "1"},
-                              {"state", "1"},
-                              {"variant", "chunked"},
-                              {"chunk", "512"},
-                              {"dtedge", "tiny"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "4097"},
-                              {"D", "24"},
-                              {"N", "16"},
-                              {"B", "1"},
-                              {"state", "1"},
-                              {"variant", "single"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "129"},
-                              {"D", "1000"},
-                              {"N", "16"},
-                              {"B", "8"},
-                              {"state", "1"},
-                              {"zstride", "2"},
-                              {"bcpad", "256"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "129"},
+                                     {"D", "24"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"variant", "chunked"},
+                                     {"chunk", "64"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "2049"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "2"},
+                                     {"state", "1"},
+                                     {"zstride", "2"},
+                                     {"variant", "chunked"},
+                                     {"chunk", "128"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "4097"},
+                                     {"D", "2064"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"variant", "chunked"},
+                                     {"chunk", "512"},
+                                     {"dtedge", "tiny"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "4097"},
+                                     {"D", "24"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"variant", "single"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "129"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "8"},
+                                     {"state", "1"},
+                                     {"zstride", "2"},
+                                     {"bcpad", "256"}}));
   // Big: Jamba-v0.1 widths (d_inner 8192, d_state 16), up to L = 64K, batch 8.
-  v.push_back(mk("SSM_SCAN", {{"L", "4097"},
-                              {"D", "8192"},
-                              {"N", "16"},
-                              {"B", "8"},
-                              {"state", "1"},
-                              {"zstride", "2"},
-                              {"bcpad", "256"},
-                              {"big", "1"}}));
-  v.push_back(
-      mk("SSM_SCAN",
-         {{"L", "16384"}, {"D", "8192"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"big", "1"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "65536"},
-                              {"D", "8192"},
-                              {"N", "16"},
-                              {"B", "1"},
-                              {"state", "1"},
-                              {"zstride", "2"},
-                              {"bcpad", "256"},
-                              {"big", "1"}}));
-  v.push_back(mk("SSM_SCAN", {{"L", "65536"},
-                              {"D", "8192"},
-                              {"N", "16"},
-                              {"B", "1"},
-                              {"variant", "chunked"},
-                              {"big", "1"}}));
-  v.push_back(
-      mk("SSM_SCAN",
-         {{"L", "65536"}, {"D", "1000"}, {"N", "16"}, {"B", "8"}, {"state", "1"}, {"big", "1"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "4097"},
+                                     {"D", "8192"},
+                                     {"N", "16"},
+                                     {"B", "8"},
+                                     {"state", "1"},
+                                     {"zstride", "2"},
+                                     {"bcpad", "256"},
+                                     {"big", "1"}}));
+  v.push_back(make_case(
+      "SSM_SCAN",
+      {{"L", "16384"}, {"D", "8192"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"big", "1"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "65536"},
+                                     {"D", "8192"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"zstride", "2"},
+                                     {"bcpad", "256"},
+                                     {"big", "1"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "65536"},
+                                     {"D", "8192"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"variant", "chunked"},
+                                     {"big", "1"}}));
+  v.push_back(make_case(
+      "SSM_SCAN",
+      {{"L", "65536"}, {"D", "1000"}, {"N", "16"}, {"B", "8"}, {"state", "1"}, {"big", "1"}}));
   return v;
 }
 
 inline std::vector<Case> update_cases() {
   std::vector<Case> v;
   for (const char* B : {"1", "16", "64", "256"})
-    v.push_back(mk("SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", B}, {"steps", "3"}}));
-  v.push_back(mk("SSM_UPDATE", {{"D", "2064"},
-                                {"N", "16"},
-                                {"B", "3"},
-                                {"steps", "8"},
-                                {"zstride", "2"},
-                                {"bcpad", "256"}}));
-  v.push_back(
-      mk("SSM_UPDATE", {{"D", "1000"}, {"N", "8"}, {"B", "2"}, {"steps", "4"}, {"bcpad", "3"}}));
-  v.push_back(mk("SSM_UPDATE", {{"D", "7"}, {"N", "16"}, {"B", "1"}, {"steps", "2"}}));
+    v.push_back(make_case("SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", B}, {"steps", "3"}}));
+  v.push_back(make_case("SSM_UPDATE", {{"D", "2064"},
+                                       {"N", "16"},
+                                       {"B", "3"},
+                                       {"steps", "8"},
+                                       {"zstride", "2"},
+                                       {"bcpad", "256"}}));
+  v.push_back(make_case("SSM_UPDATE",
+                        {{"D", "1000"}, {"N", "8"}, {"B", "2"}, {"steps", "4"}, {"bcpad", "3"}}));
+  v.push_back(make_case("SSM_UPDATE", {{"D", "7"}, {"N", "16"}, {"B", "1"}, {"steps", "2"}}));
   for (const char* e : {"big", "tiny"})
-    v.push_back(
-        mk("SSM_UPDATE", {{"D", "1000"}, {"N", "16"}, {"B", "4"}, {"steps", "4"}, {"dtedge", e}}));
+    v.push_back(make_case("SSM_UPDATE",
+                          {{"D", "1000"}, {"N", "16"}, {"B", "4"}, {"steps", "4"}, {"dtedge", e}}));
   // The kernel takes 1, 2 or 4 batch rows per thread by the grid size (132 SMs: B <= 4 -> 1,
   // 5..8 -> 2, >= 9 -> 4): reach each with and without 16-byte state rows, a partial last row
   // group, a partial channel block, and the dt edge at 4 rows.
-  v.push_back(mk("SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", "6"}, {"steps", "2"}}));
-  v.push_back(mk("SSM_UPDATE", {{"D", "8192"}, {"N", "8"}, {"B", "9"}, {"steps", "2"}}));
-  v.push_back(
-      mk("SSM_UPDATE", {{"D", "8192"}, {"N", "8"}, {"B", "6"}, {"steps", "2"}, {"bcpad", "3"}}));
-  v.push_back(mk(
+  v.push_back(make_case("SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", "6"}, {"steps", "2"}}));
+  v.push_back(make_case("SSM_UPDATE", {{"D", "8192"}, {"N", "8"}, {"B", "9"}, {"steps", "2"}}));
+  v.push_back(make_case("SSM_UPDATE",
+                        {{"D", "8192"}, {"N", "8"}, {"B", "6"}, {"steps", "2"}, {"bcpad", "3"}}));
+  v.push_back(make_case(
       "SSM_UPDATE",
       {{"D", "4100"}, {"N", "16"}, {"B", "37"}, {"steps", "3"}, {"zstride", "2"}, {"bcpad", "3"}}));
-  v.push_back(mk("SSM_UPDATE",
-                 {{"D", "8192"}, {"N", "16"}, {"B", "64"}, {"steps", "3"}, {"dtedge", "big"}}));
+  v.push_back(make_case(
+      "SSM_UPDATE", {{"D", "8192"}, {"N", "16"}, {"B", "64"}, {"steps", "3"}, {"dtedge", "big"}}));
   return v;
 }
 
 inline std::vector<Case> layer_cases() {
   std::vector<Case> v;
   for (const char* L : {"1", "17", "129"})
-    v.push_back(mk("MAMBA_LAYER", {{"d", "64"}, {"B", "1"}, {"L", L}, {"n", "3"}}));
-  v.push_back(mk("MAMBA_LAYER", {{"d", "64"}, {"B", "8"}, {"L", "33"}, {"n", "3"}}));
-  v.push_back(mk("MAMBA_LAYER", {{"d", "256"}, {"B", "2"}, {"L", "2049"}, {"n", "4"}}));
-  v.push_back(
-      mk("MAMBA_LAYER", {{"d", "4096"}, {"B", "1"}, {"L", "512"}, {"n", "2"}, {"big", "1"}}));
+    v.push_back(make_case("MAMBA_LAYER", {{"d", "64"}, {"B", "1"}, {"L", L}, {"n", "3"}}));
+  v.push_back(make_case("MAMBA_LAYER", {{"d", "64"}, {"B", "8"}, {"L", "33"}, {"n", "3"}}));
+  v.push_back(make_case("MAMBA_LAYER", {{"d", "256"}, {"B", "2"}, {"L", "2049"}, {"n", "4"}}));
+  v.push_back(make_case("MAMBA_LAYER",
+                        {{"d", "4096"}, {"B", "1"}, {"L", "512"}, {"n", "2"}, {"big", "1"}}));
   return v;
 }
 

@@ -3,6 +3,7 @@
 #include "cuda/experts.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/experts_internal.cuh"
 #include "cuda/gemm.hpp"
@@ -250,7 +251,7 @@ __device__ __forceinline__ float to_f32(bf16 v) {
   return __bfloat162float(v);
 }
 
-// T = bf16 (no scales) or float (sg, su: the int8 row scales).
+// T = bf16 (bf16 weights: no scales; sg, su unused) or float (int8: sg, su are the row scales).
 template <class T>
 __global__ void act_kernel(const T* __restrict__ gate_up, int64_t n, int64_t inter,
                            const float* __restrict__ sg, const float* __restrict__ su,
@@ -262,7 +263,7 @@ __global__ void act_kernel(const T* __restrict__ gate_up, int64_t n, int64_t int
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inter;
          i += int64_t(gridDim.x) * blockDim.x) {
       float g = to_f32(g_row[i]), u = to_f32(u_row[i]);
-      if (sg != nullptr) {
+      if constexpr (std::is_same_v<T, float>) {
         g *= sg[i];
         u *= su[i];
       }

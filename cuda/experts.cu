@@ -25,9 +25,17 @@ using experts_detail::swiglu_act;
 // so the FMA variant runs except for int8 with more than 8 rows per expert, where its
 // per-weight arithmetic (2 conversion ops + n FMAs) exceeds the issue slots an SM has at copy
 // speed and the tensor cores win.
+// 2026-11-29, H200: one kernel per row bound (GemvOccupancy) gave int8 T = 1 / 2 / 4 / 8
+// 0.82 / 0.78 / 0.80 / 0.78 (the same day's run before: 0.74 / 0.80 / 0.78 / 0.73) and bf16
+// 0.93 / 1.00 / 0.97 / 0.96. Rejected the same day: L2 bulk prefetch (cp.async.bulk.prefetch.L2)
+// of 4 KB per row ahead of the loads, plus the next generation's gate/up rows, in both Gemv
+// variants: int8 0.57-0.64 and bf16 0.60-0.66 of copy at every T, far slower.
 constexpr int64_t kGemvFmaMaxRowsInt8 = 8;
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
+// Blocks per SM for launches with at most 2 rows per expert (GemvOccupancy): <= 85 registers,
+// 77-80 used, no spills (4 blocks, 64 registers, spilled 48-64 bytes).
+constexpr int kGemvBlocksPerSmSmallN = 3;
 
 // Elements per 16-byte load and their conversion to fp32 (both exact).
 template <class WT>
@@ -171,10 +179,43 @@ __device__ __forceinline__ void down_rows(const WT* w0, const WT* w1, float s0, 
     }
 }
 
+// Rows-per-expert bound NTMAX of one launch -> blocks per SM in __launch_bounds__. One kernel
+// holding every row-count variant took the registers of the largest (128 per thread: 2 blocks of
+// 8 warps per SM) at every n; a launch whose experts have at most 1 or 2 rows (decode at batch
+// 1-2) needs far fewer, and more warps per SM keep more weight loads in flight (these kernels
+// are bound by memory latency: Nsight Compute on an H200, 2026-11-29, T = 1: long-scoreboard
+// stalls 3.1 and 6.8 of 7.3 and 11.1 cycles per issued instruction in gate/up and down).
+template <int NTMAX>
+struct GemvOccupancy {
+  static constexpr int value = NTMAX <= 2 ? kGemvBlocksPerSmSmallN : 2;
+};
+
+// Runs body<NT>() for the smallest NT in {1, 2, 4, 8, 16} that holds n rows, NT <= NTMAX.
+template <int NTMAX, class Body>
+__device__ __forceinline__ void dispatch_rows(int n, Body&& body) {
+  if (n <= 1) {
+    body(std::integral_constant<int, 1>{});
+  } else if constexpr (NTMAX >= 2) {
+    if (n <= 2) {
+      body(std::integral_constant<int, 2>{});
+    } else if constexpr (NTMAX >= 4) {
+      if (n <= 4) {
+        body(std::integral_constant<int, 4>{});
+      } else if constexpr (NTMAX >= 8) {
+        if (n <= 8)
+          body(std::integral_constant<int, 8>{});
+        else if constexpr (NTMAX >= 16)
+          body(std::integral_constant<int, 16>{});
+      }
+    }
+  }
+}
+
 // grid.x: blocks of kGemvWarps intermediate indices i; grid.y: active-expert slot. Warp w of
-// block b computes act[r, i] for i = b * kGemvWarps + w and every row r of the slot's expert.
-template <class WT>
-__global__ void __launch_bounds__(kGemvThreads, 2)
+// block b computes act[r, i] for i = b * kGemvWarps + w and every row r of the slot's expert
+// (at most NTMAX rows per expert: the host's bound).
+template <class WT, int NTMAX>
+__global__ void __launch_bounds__(kGemvThreads, GemvOccupancy<NTMAX>::value)
     gemv_gate_up_act_kernel(const WT* __restrict__ gate_up, const float* __restrict__ scale,
                             const bf16* __restrict__ x_rows, GroupsDev g, int64_t d, int64_t inter,
                             bf16* __restrict__ act) {
@@ -193,22 +234,15 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
   }
   const bf16* x = x_rows + row0 * d;
   bf16* a = act + row0 * inter;
-  if (n <= 1)
-    gate_up_act_rows<WT, 1>(wg, wu, sg, su, x, d, inter, n, i, a);
-  else if (n <= 2)
-    gate_up_act_rows<WT, 2>(wg, wu, sg, su, x, d, inter, n, i, a);
-  else if (n <= 4)
-    gate_up_act_rows<WT, 4>(wg, wu, sg, su, x, d, inter, n, i, a);
-  else if (n <= 8)
-    gate_up_act_rows<WT, 8>(wg, wu, sg, su, x, d, inter, n, i, a);
-  else
-    gate_up_act_rows<WT, 16>(wg, wu, sg, su, x, d, inter, n, i, a);
+  dispatch_rows<NTMAX>(n, [&](auto nt) {
+    gate_up_act_rows<WT, decltype(nt)::value>(wg, wu, sg, su, x, d, inter, n, i, a);
+  });
 }
 
 // grid.x: blocks of 2 * kGemvWarps output columns c; each warp computes two adjacent rows of
 // down (columns c, c + 1 of y).
-template <class WT>
-__global__ void __launch_bounds__(kGemvThreads, 2)
+template <class WT, int NTMAX>
+__global__ void __launch_bounds__(kGemvThreads, GemvOccupancy<NTMAX>::value)
     gemv_down_kernel(const WT* __restrict__ down, const float* __restrict__ scale,
                      const bf16* __restrict__ act, GroupsDev g, int64_t d, int64_t inter,
                      bf16* __restrict__ y_rows) {
@@ -228,16 +262,9 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
   }
   const bf16* a = act + row0 * inter;
   bf16* y = y_rows + row0 * d;
-  if (n <= 1)
-    down_rows<WT, 1>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
-  else if (n <= 2)
-    down_rows<WT, 2>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
-  else if (n <= 4)
-    down_rows<WT, 4>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
-  else if (n <= 8)
-    down_rows<WT, 8>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
-  else
-    down_rows<WT, 16>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
+  dispatch_rows<NTMAX>(n, [&](auto nt) {
+    down_rows<WT, decltype(nt)::value>(w0, w1, s0, s1, has1, a, d, inter, n, c, y);
+  });
 }
 
 // Gemm path: act[r, i] = swiglu_act(g, u) from the [n, 2I] gate/up GEMM output, bf16 (bf16
@@ -306,21 +333,40 @@ void check_weights(const ExpertWeights& w) {
   if (!ok) fail(ErrorKind::Internal, "run_experts: missing weight pointers for the weight type");
 }
 
-template <class WT>
-void launch_gemv(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
-                 const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
-                 bf16* y_rows, cudaStream_t stream) {
+template <class WT, int NTMAX>
+void launch_gemv_nt(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
+                    const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
+                    bf16* y_rows, cudaStream_t stream) {
   const GroupsDev gd{g.offsets, g.active, g.num_active};
   // Each active expert owns at least one row, so at most min(E, rows) slots are used.
   const unsigned slots = static_cast<unsigned>(std::min<int64_t>(w.num_experts, g.total_rows));
   const dim3 grid_gu(static_cast<unsigned>((w.inter + kGemvWarps - 1) / kGemvWarps), slots);
-  gemv_gate_up_act_kernel<WT>
+  gemv_gate_up_act_kernel<WT, NTMAX>
       <<<grid_gu, kGemvThreads, 0, stream>>>(gate_up, gu_scale, x_rows, gd, w.d, w.inter, act);
   JB_LAUNCH("gemv_gate_up_act_kernel");
   const dim3 grid_dn(static_cast<unsigned>((w.d + 2 * kGemvWarps - 1) / (2 * kGemvWarps)), slots);
-  gemv_down_kernel<WT>
+  gemv_down_kernel<WT, NTMAX>
       <<<grid_dn, kGemvThreads, 0, stream>>>(down, d_scale, act, gd, w.d, w.inter, y_rows);
   JB_LAUNCH("gemv_down_kernel");
+}
+
+// The kernels instantiated for the smallest row bound that holds the host's bound on rows per
+// expert (decode: the token count).
+template <class WT>
+void launch_gemv(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
+                 const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
+                 bf16* y_rows, cudaStream_t stream) {
+  const int64_t m = g.max_rows_per_expert;
+  if (m <= 1)
+    launch_gemv_nt<WT, 1>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  else if (m <= 2)
+    launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  else if (m <= 4)
+    launch_gemv_nt<WT, 4>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  else if (m <= 8)
+    launch_gemv_nt<WT, 8>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  else
+    launch_gemv_nt<WT, 16>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
 }
 
 }  // namespace

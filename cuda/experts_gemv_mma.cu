@@ -186,7 +186,7 @@ __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const int t = g + 8 * nt;
-      const bool ok = t < p.n && k < K;
+      const bool ok = t < p.n && k < K;  // (t >= n: zeros, no load)
       const uint4* src = reinterpret_cast<const uint4*>(x + (int64_t(p.row0) + t) * K + k);
 #pragma unroll
       for (int h = 0; h < V / 8; ++h) {
@@ -208,8 +208,11 @@ __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
       for (int s = 0; s < V / 4; ++s)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
-          mma_bf16_16816(acc[m][nt], a0[2 * s], a1[2 * s], a0[2 * s + 1], a1[2 * s + 1],
-                         xb[nt][2 * s], xb[nt][2 * s + 1]);
+          // Tiles past the expert's rows hold zeros: skip their products (a uniform branch: n is
+          // the unit's). With NT = 2 (the host's bound > 8 rows) most experts still have <= 8.
+          if (nt == 0 || p.n > 8 * nt)
+            mma_bf16_16816(acc[m][nt], a0[2 * s], a1[2 * s], a0[2 * s + 1], a1[2 * s + 1],
+                           xb[nt][2 * s], xb[nt][2 * s + 1]);
     }
   }
 }

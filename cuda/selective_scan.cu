@@ -3,15 +3,19 @@
 // Work split: a block owns kCB = 64 channels of one sequence and one time range; each channel is
 // handled by kG = 4 consecutive threads, each holding 4 of the (up to) 16 state entries in
 // registers, so a B = 1, D = 8192 scan already has 128 blocks x 8 warps (one per SM). The
-// y = sum_n h C contraction is finished with two butterfly shuffles (fixed order: deterministic).
+// y = sum_n h C contraction: each thread's 4 terms, one butterfly shuffle (pairs of threads),
+// two partial sums per (t, c) in shared memory, added when y is stored (fixed order:
+// deterministic).
 // Measured on an H200 (2026-11-28): 2 entries per thread (kG = 8, kCB = 32: twice the warps
-// per SM at B = 1) was slower, 1318 -> 1356 us at B = 1 L = 8K and 14.9 -> 18.0 ms at B = 16:
-// the kernel is bound by instructions per state entry, not by latency.
+// per SM at B = 1) was slower, 1318 -> 1356 us at B = 1 L = 8K and 14.9 -> 18.0 ms at B = 16
+// (more instructions per entry: shuffles and per-step loads over 2 entries instead of 4). That
+// session read it as "bound by instructions"; the profile of 2026-11-29 says latency (see
+// kMinBlocksPerSm): the kG = 8 split raised latency hiding and instruction count together.
 //
-// Per time tile of kT = 64 steps, the block stages u, delta = softplus(dt + bias), silu(z), B
+// Per time tile of kT = 32 steps, the block stages u, delta = softplus(dt + bias), silu(z), B
 // and C in shared memory as fp32 (delta and silu computed once per (t, c), not per state entry);
 // the next tile's raw bf16 is loaded into registers while the current one is computed, so its
-// memory latency is hidden behind ~64 sequential steps. y is written back through shared memory
+// memory latency is hidden behind ~32 sequential steps. y is written back through shared memory
 // as 16-byte stores.
 #include "cuda/selective_scan.hpp"
 
@@ -28,15 +32,25 @@ using ssm_math::kLog2e;
 using ssm_math::silu_f;
 using ssm_math::softplus_f;
 
-constexpr int kCB = 64;                            // channels per block
-constexpr int kG = 4;                              // threads per channel
-constexpr int kNPer = 4;                           // state entries per thread
-constexpr int kMaxN = kG * kNPer;                  // 16
-constexpr int kThreads = kCB * kG;                 // 256
-constexpr int kT = 64;                             // time steps per tile
+constexpr int kCB = 64;             // channels per block
+constexpr int kG = 4;               // threads per channel
+constexpr int kNPer = 4;            // state entries per thread
+constexpr int kMaxN = kG * kNPer;   // 16
+constexpr int kThreads = kCB * kG;  // 256
+constexpr int kT = 32;              // time steps per tile
+// Blocks per SM in __launch_bounds__ (<= 80 registers, no spills; 44.5 KB of shared memory).
+// The kernel is bound by latency, not issue slots (Nsight Compute on an H200, 2026-11-29, B = 16
+// L = 8K: short-scoreboard (MUFU, shared loads) and fixed-latency stalls lead; 20% fewer
+// instructions per step left the time unchanged at 63% issue), so warps per SM decide:
+// measured B = 1 L = 2K / 8K / 32K / 128K, B = 16 L = 8K:
+//   kT 64, 2 blocks (90-99 registers)  356 / 1348 / 5306 / 21178 us, 14.79 ms
+//   kT 32, 3 blocks                     335 / 1331 / 5203 / 20740 us, 13.17 ms
+//   kT 32, 4 blocks (64 registers, spills 8-16 bytes)  443 / 1480 / 5840 / 23222 us, 13.08 ms
+constexpr int kMinBlocksPerSm = 3;
 constexpr int kVecPerRow = kCB / 8;                // 16-byte vectors per token row of a [L, D] tile
-constexpr int kDVec = kT * kVecPerRow / kThreads;  // vectors per thread per [L, D] tensor: 2
-static_assert(kT * 2 * 2 == kThreads, "one 16-byte B or C vector per thread per tile");
+constexpr int kDVec = kT * kVecPerRow / kThreads;  // vectors per thread per [L, D] tensor
+static_assert(kDVec * kThreads == kT * kVecPerRow, "whole vectors per thread");
+static_assert(kT * 2 * 2 <= kThreads, "at most one 16-byte B or C vector per thread per tile");
 
 enum class Mode { Full, ChunkState };
 
@@ -105,10 +119,14 @@ __device__ __forceinline__ uint4 load8(const bf16* p, int nvalid) {
 struct Smem {
   float u[kT][kCB];
   float delta[kT][kCB];
-  float gz[kT][kCB];  // silu(z), then y
+  float gz[kT][kCB];  // silu(z)
+  // y partial sums over n in [0, 8) and [8, 16): one shuffle per step instead of two plus a
+  // single-lane epilogue (the store adds them in the same order the butterfly did).
+  float ypart[kT][kCB][2];
   float B[kT][kMaxN];
   float C[kT][kMaxN];
   float bias[kCB];
+  float d_skip[kCB];
 };
 
 // Raw bf16 of one tile, held in registers between its load and its staging.
@@ -134,7 +152,7 @@ __device__ __forceinline__ void load_tile(const Params& p, int64_t b, int64_t c0
   }
   // B rows by threads [0, 128), C rows by [128, 256): row t, half h covers n in [8h, 8h + 8).
   const bool is_c = tid >= 2 * kT;
-  if (kMode == Mode::ChunkState && is_c) return;
+  if (tid >= 4 * kT || (kMode == Mode::ChunkState && is_c)) return;
   const int v = is_c ? tid - 2 * kT : tid;
   const int64_t t = t0 + v / 2;
   const int n0 = (v % 2) * 8;
@@ -181,7 +199,7 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
     }
   }
   const bool is_c = tid >= 2 * kT;
-  if (kMode == Mode::ChunkState && is_c) return;
+  if (tid >= 4 * kT || (kMode == Mode::ChunkState && is_c)) return;
   const int v = is_c ? tid - 2 * kT : tid;
   float bc[8];
   unpack8(f.bc, bc);
@@ -203,7 +221,15 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
     const int64_t c = c0 + col;
     if (t >= t_end || c >= p.dim) continue;
     bf16* dst = p.y + b * p.y_bs + t * p.y_rs + c;
-    const float* src = &s.gz[row][col];
+    // y = (sum_n h C + D u) silu(z), jamba-spec §2.4 steps 10-11.
+    float src[8];
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) {
+      const float4 yp = *reinterpret_cast<const float4*>(&s.ypart[row][col + i][0]);
+      src[i] = fmaf(s.d_skip[col + i], s.u[row][col + i], yp.x + yp.y) * s.gz[row][col + i];
+      src[i + 1] =
+          fmaf(s.d_skip[col + i + 1], s.u[row][col + i + 1], yp.z + yp.w) * s.gz[row][col + i + 1];
+    }
     if (kVec) {
       uint32_t w[4];
 #pragma unroll
@@ -221,7 +247,7 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
 }
 
 template <Mode kMode, bool kVec>
-__global__ void __launch_bounds__(kThreads) scan_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) scan_kernel(Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
   const int tid = threadIdx.x;
@@ -235,8 +261,11 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(Params p) {
   const int64_t t_begin = chunk * p.chunk_len;
   const int64_t t_stop = min(p.seqlen, t_begin + p.chunk_len);
 
-  if (tid < kCB)
-    s.bias[tid] = (p.dt_bias != nullptr && c0 + tid < p.dim) ? p.dt_bias[c0 + tid] : 0.0f;
+  if (tid < kCB) {
+    const bool ok = c0 + tid < p.dim;
+    s.bias[tid] = (p.dt_bias != nullptr && ok) ? p.dt_bias[c0 + tid] : 0.0f;
+    s.d_skip[tid] = (kMode == Mode::Full && p.D_skip != nullptr && ok) ? p.D_skip[c0 + tid] : 0.0f;
+  }
 
   // A2 = A * log2(e), A = -exp(A_log) in fp32 (jamba-spec §2.4 step 8), so that
   // exp(delta * A) = 2^(delta * A2); entries n >= N get A2 = 0 and
@@ -252,7 +281,6 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(Params p) {
                ? p.state_in[((b * p.state_in_chunks + chunk) * p.dim + c) * p.dstate + n]
                : 0.0f;
   }
-  const float d_skip = (kMode == Mode::Full && c_ok && p.D_skip != nullptr) ? p.D_skip[c] : 0.0f;
   float delta_sum = 0.0f;
 
   Prefetch f;
@@ -278,8 +306,7 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(Params p) {
         yp = fmaf(h[2], c4.z, yp);
         yp = fmaf(h[3], c4.w, yp);
         yp += __shfl_xor_sync(0xffffffffu, yp, 1);
-        yp += __shfl_xor_sync(0xffffffffu, yp, 2);
-        if (g == 0) s.gz[tt][cl] = fmaf(d_skip, uu, yp) * s.gz[tt][cl];
+        if ((g & 1) == 0) s.ypart[tt][cl][g >> 1] = yp;
       } else {
         delta_sum += d;
       }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/hostdevice.hpp"
 
 namespace jb {
 
@@ -170,10 +171,6 @@ class FieldReader {
   std::vector<std::string>& errors_;
   std::set<std::string> names_;
 };
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
 
 // Reads one config.json object into a ModelConfig without validating it. Field names and defaults
 // follow the HF config classes: JambaConfig (jamba-spec §3.2), MixtralConfig, MistralConfig and

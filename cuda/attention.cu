@@ -8,38 +8,21 @@
 #include <cstdint>
 
 #include "core/error.hpp"
+#include "cuda/device_util.cuh"
 
 namespace jb::cuda {
 
 namespace {
 
 constexpr unsigned kFullMask = 0xffffffffu;
-constexpr float kLog2e = 1.4426950408889634f;
-
-int ceil_div(int a, int b) {
-  return (a + b - 1) / b;
-}
+using dev::cp_async16;
+using dev::cp_async_commit;
+using dev::cp_async_wait;
+using dev::kLog2e;
+using dev::smem_addr;
 
 // ---------------------------------------------------------------------------------------------
-// PTX helpers (sm_80+): asynchronous 16-byte copies, ldmatrix and the bf16 tensor-core MMA.
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global->shared copy; when !valid, writes 16 zero bytes and reads nothing (src-size 0).
-// Zero-filling rows past the cache length matters: a NaN there times P = 0 would still be NaN.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+// PTX helpers (sm_80+): ldmatrix (asynchronous copies and the MMA: cuda/device_util.cuh).
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
                                             uint32_t& r3) {
@@ -52,16 +35,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, u
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                : "r"(addr));
-}
-
-// D = A(16x16, row) * B(16x8, col) + D, bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                          uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Two floats -> bf16x2 (round to nearest even), the lower column in the low half as mma expects.
@@ -208,8 +181,8 @@ __global__ void __launch_bounds__(WARPS * 32)
         const int c = kk * 2 + ((lane >> 3) & 1);
         uint32_t b0, b1, b2, b3;
         ldmatrix_x4(smem_addr(tK + swz<CH>(r, c) * 8), b0, b1, b2, b3);
-        mma_16816(sc[2 * jp], qf[kk], b0, b1);
-        mma_16816(sc[2 * jp + 1], qf[kk], b2, b3);
+        dev::mma_bf16_16816(sc[2 * jp], qf[kk], b0, b1);
+        dev::mma_bf16_16816(sc[2 * jp + 1], qf[kk], b2, b3);
       }
     }
 
@@ -271,8 +244,8 @@ __global__ void __launch_bounds__(WARPS * 32)
         const int c = dp * 2 + (lane >> 4);
         uint32_t b0, b1, b2, b3;
         ldmatrix_x4_trans(smem_addr(tV + swz<CH>(r, c) * 8), b0, b1, b2, b3);
-        mma_16816(o[2 * dp], pa, b0, b1);
-        mma_16816(o[2 * dp + 1], pa, b2, b3);
+        dev::mma_bf16_16816(o[2 * dp], pa, b0, b1);
+        dev::mma_bf16_16816(o[2 * dp + 1], pa, b2, b3);
       }
     }
     __syncthreads();  // the next iteration's copy overwrites this buffer

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <string>
 
+#include "cuda/device_util.cuh"
+
 namespace jb::cuda {
 namespace {
 
@@ -55,17 +57,6 @@ struct FwdParams {
   int64_t y_rs, y_bs;
 };
 
-// 4-byte global -> shared copy (cp.async, sm_80+); valid == false writes a zero instead.
-__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src),
-               "r"(valid ? 4 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-}
-
 // Fast SiLU: __expf (one ex2.approx) and __fdividef (rcp.approx + mul), ~4 instructions instead
 // of ~15 for expf and an IEEE division; a few fp32 ulp from the exact value, far below the bf16
 // store's 2^-9 (for v < -87, 1 + e^-v > 2^126 and the quotient flushes to 0 where the exact value
@@ -79,9 +70,7 @@ __device__ __forceinline__ float silu_f(float v) {
 // 3 more instructions per channel, ~20% of the loop). The ftz form differs only where
 // 2^t < 2^-126, and there 1 + 2^t rounds to 1.0f either way, so the quotient is unchanged.
 __device__ __forceinline__ float silu_prefill(float v) {
-  float e;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(v * -1.44269502162933349609375f));
-  return __fdividef(v, 1.0f + e);
+  return __fdividef(v, 1.0f + dev::ex2_approx(v * -dev::kLog2e));
 }
 
 // 8 channels of one token as raw bf16 bits (zeros beyond nc valid channels).
@@ -178,13 +167,14 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
 #pragma unroll
   for (int k = 0; k < 8 * K; ++k) {
     const int e = k * kThreads + threadIdx.x, cc = e / K;  // cc: channel within the block
-    cp_async4(&s_wb[(e % K) * 8 + cc % 8][cc / 8], p.weight + cb0 * K + (e < nw ? e : 0), e < nw);
+    dev::cp_async4(&s_wb[(e % K) * 8 + cc % 8][cc / 8], p.weight + cb0 * K + (e < nw ? e : 0),
+                   e < nw);
   }
 #pragma unroll
   for (int k = 0; k < 8; ++k) {
     const int e = k * kThreads + threadIdx.x;
     const bool ok = p.bias != nullptr && cb0 + e < p.dim;
-    cp_async4(&s_wb[K * 8 + e % 8][e / 8], ok ? p.bias + cb0 + e : p.weight, ok);
+    dev::cp_async4(&s_wb[K * 8 + e % 8][e / 8], ok ? p.bias + cb0 + e : p.weight, ok);
   }
 
   // x next: these DRAM round trips overlap the weight fill and the barrier below.
@@ -222,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
         if (i < nc) so[int64_t(i) * K + j] = __float2bfloat16_rn(f[i]);
     }
   }
-  cp_async_wait_all();
+  dev::cp_async_wait_all();
   __syncthreads();
   if (!active) return;
 
@@ -295,10 +285,6 @@ __global__ void conv1d_update_kernel(Conv1dUpdateArgs a, int64_t x_rs, int64_t y
 
 bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
 }
 
 // Tokens per block. The job is rows = batch x channel blocks independent strips of seqlen

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/hostdevice.hpp"
 
 namespace jb::cuda {
 

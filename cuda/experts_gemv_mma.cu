@@ -35,14 +35,7 @@ constexpr int kGemvBlocksPerSm = 2;  // __launch_bounds__: <= 128 registers
 constexpr int kGemvPieces = 2;
 constexpr int kUnitRows = 32;  // two m16 tiles
 
-// One m16n8k16 tensor-core product, bf16 inputs, fp32 accumulators (c += a b).
-__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                               uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+using dev::mma_bf16_16816;
 
 // A 16-byte weight piece as bf16 pairs, in k order: word j holds elements 2j (low half) and
 // 2j + 1. The conversion is exact.

@@ -1,13 +1,10 @@
 // Internal to the experts (cuda/experts.cu and cuda/experts_gemv_mma.cu): the SwiGLU store
 // point and the device view of the expert groups.
 #pragma once
+#include "cuda/device_util.cuh"
 #include "cuda/experts.hpp"
 
 namespace jb::cuda::experts_detail {
-
-__device__ __forceinline__ float silu_f32(float g) {
-  return g / (1.0f + expf(-g));
-}
 
 // The SwiGLU store point shared by both paths (cuda/experts.hpp): g and u (row scales already
 // applied) are rounded to bf16 as the GEMM outputs of a bf16 model are, then act =
@@ -15,7 +12,7 @@ __device__ __forceinline__ float silu_f32(float g) {
 __device__ __forceinline__ bf16 swiglu_act(float g, float u) {
   const float gr = __bfloat162float(__float2bfloat16_rn(g));
   const float ur = __bfloat162float(__float2bfloat16_rn(u));
-  return __float2bfloat16_rn(silu_f32(gr) * ur);
+  return __float2bfloat16_rn(dev::silu_exact(gr) * ur);
 }
 
 struct GroupsDev {

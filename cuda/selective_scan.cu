@@ -29,7 +29,6 @@ namespace {
 
 using ssm_math::exp2_decay;
 using ssm_math::kLog2e;
-using ssm_math::silu_f;
 using ssm_math::softplus_f;
 
 constexpr int kCB = 64;             // channels per block
@@ -189,7 +188,7 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
       if (p.z != nullptr) {
         unpack8(f.z[k], zz);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) zz[i] = silu_f(zz[i]);
+        for (int i = 0; i < 8; ++i) zz[i] = dev::silu_exact(zz[i]);
       } else {
 #pragma unroll
         for (int i = 0; i < 8; ++i) zz[i] = 1.0f;
@@ -391,10 +390,6 @@ struct InternalWorkspace {
 InternalWorkspace& internal_ws() {
   static InternalWorkspace* w = new InternalWorkspace();  // never freed: outlives the context
   return *w;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
 }
 
 }  // namespace

@@ -10,7 +10,6 @@ namespace {
 
 using ssm_math::exp2_decay;
 using ssm_math::kLog2e;
-using ssm_math::silu_f;
 using ssm_math::softplus_f;
 
 constexpr int kG = 4;              // threads per channel
@@ -172,7 +171,7 @@ __global__ void __launch_bounds__(kThreads) state_update_kernel(Params p) {
   }
   if (g < kR && my_ok) {
     float yv = fmaf(dsk, xv, my_yp);
-    if (p.z) yv *= silu_f(zv);
+    if (p.z) yv *= dev::silu_exact(zv);
     p.y[(b0 + my_r) * p.y_rs + c] = __float2bfloat16_rn(yv);
   }
 }

@@ -4,15 +4,13 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "cuda/device_util.cuh"
+
 namespace jb::cuda::ssm_math {
 
-constexpr float kLog2e = 1.4426950408889634f;
+using dev::ex2_approx;
+using dev::kLog2e;
 
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 // 2^x for x = delta * A * log2(e) (<= 0 with softplus). For |x| < 1/4: 1 + x q(x), q a cubic
 // fitted to (2^x - 1) / x on [-1/4, 0] in relative error (fp32 coefficients), on the FMA pipe;
 // for larger |x|, ex2.approx (MUFU). Why not ex2.approx everywhere: when delta*A is small,
@@ -37,9 +35,6 @@ __device__ __forceinline__ float exp2_decay(float x) {
 // Threshold 20 as in PyTorch and the mamba kernels (jamba-spec §2.4 step 7).
 __device__ __forceinline__ float softplus_f(float v) {
   return v <= 20.0f ? log1pf(expf(v)) : v;
-}
-__device__ __forceinline__ float silu_f(float v) {
-  return v / (1.0f + expf(-v));
 }
 
 }  // namespace jb::cuda::ssm_math

@@ -1,0 +1,66 @@
+// Device helpers used by more than one kernel file: PTX wrappers (asynchronous copies, the bf16
+// tensor-core MMA, the hardware 2^x) and exact SiLU. sm_80+ (cp.async, mma.sync).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace jb::cuda::dev {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ex2.approx.ftz.f32 (MUFU.EX2, relative error ~2^-22; results below 2^-126 flush to zero).
+__device__ __forceinline__ float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// SiLU with expf and an IEEE division (the references' rounding, to an ulp or so).
+__device__ __forceinline__ float silu_exact(float v) {
+  return v / (1.0f + expf(-v));
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global->shared copy, bypassing L1; when !valid, writes 16 zero bytes and reads nothing
+// (src-size 0). The zeros matter to attention: a NaN in rows past the cache length times P = 0
+// would still be NaN.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+// 4-byte global->shared copy; when !valid, writes a zero instead.
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
+// D = A(16x16, row) * B(16x8, col) + D, bf16 inputs, fp32 accumulators (mma.m16n8k16).
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                               uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+  mma_bf16_16816(d, a[0], a[1], a[2], a[3], b0, b1);
+}
+
+}  // namespace jb::cuda::dev

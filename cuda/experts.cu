@@ -30,7 +30,7 @@ using experts_detail::swiglu_act;
 // 0.93 / 1.00 / 0.97 / 0.96. Rejected the same day: L2 bulk prefetch (cp.async.bulk.prefetch.L2)
 // of 4 KB per row ahead of the loads, plus the next generation's gate/up rows, in both Gemv
 // variants: int8 0.57-0.64 and bf16 0.60-0.66 of copy at every T, far slower.
-constexpr int64_t kGemvFmaMaxRowsInt8 = 8;
+constexpr int kGemvFmaMaxRowsInt8 = 8;
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 // Blocks per SM for launches with at most 2 rows per expert (GemvOccupancy): <= 85 registers,
@@ -190,9 +190,12 @@ struct GemvOccupancy {
   static constexpr int value = NTMAX <= 2 ? kGemvBlocksPerSmSmallN : 2;
 };
 
-// Runs body<NT>() for the smallest NT in {1, 2, 4, 8, 16} that holds n rows, NT <= NTMAX.
+// Runs body(integral_constant<NT>) for the smallest NT in {1, 2, 4, 8, 16} that holds n rows,
+// NT <= NTMAX (nothing when n > NTMAX): the kernels' per-expert row counts on the device, the
+// launch's bound on the host.
+#pragma nv_exec_check_disable
 template <int NTMAX, class Body>
-__device__ __forceinline__ void dispatch_rows(int n, Body&& body) {
+__host__ __device__ __forceinline__ void dispatch_rows(int64_t n, Body&& body) {
   if (n <= 1) {
     body(std::integral_constant<int, 1>{});
   } else if constexpr (NTMAX >= 2) {
@@ -351,22 +354,19 @@ void launch_gemv_nt(const WT* gate_up, const float* gu_scale, const WT* down, co
 }
 
 // The kernels instantiated for the smallest row bound that holds the host's bound on rows per
-// expert (decode: the token count).
-template <class WT>
+// expert (decode: the token count); MAXNT is the largest bound this weight type runs here.
+template <class WT, int MAXNT>
 void launch_gemv(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
                  const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
                  bf16* y_rows, cudaStream_t stream) {
-  const int64_t m = g.max_rows_per_expert;
-  if (m <= 1)
-    launch_gemv_nt<WT, 1>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-  else if (m <= 2)
-    launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-  else if (m <= 4)
-    launch_gemv_nt<WT, 4>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-  else if (m <= 8)
-    launch_gemv_nt<WT, 8>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-  else
-    launch_gemv_nt<WT, 16>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  if (g.max_rows_per_expert < 1 || g.max_rows_per_expert > MAXNT)
+    fail(ErrorKind::Internal, "experts FMA gemv: row bound " +
+                                  std::to_string(g.max_rows_per_expert) + " outside [1, " +
+                                  std::to_string(MAXNT) + "]");
+  dispatch_rows<MAXNT>(g.max_rows_per_expert, [&](auto nt) {
+    launch_gemv_nt<WT, decltype(nt)::value>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act,
+                                            y_rows, stream);
+  });
 }
 
 }  // namespace
@@ -455,12 +455,12 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
       return "gemv_mma_int8";
     }
     if (is_int8) {
-      launch_gemv<int8_t>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale, w, g, x_rows,
-                          ws.act.get(), y_rows, stream);
+      launch_gemv<int8_t, kGemvFmaMaxRowsInt8>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale,
+                                               w, g, x_rows, ws.act.get(), y_rows, stream);
       return "gemv_int8";
     }
-    launch_gemv<bf16>(w.gate_up, nullptr, w.down, nullptr, w, g, x_rows, ws.act.get(), y_rows,
-                      stream);
+    launch_gemv<bf16, kGemvMaxRows>(w.gate_up, nullptr, w.down, nullptr, w, g, x_rows, ws.act.get(),
+                                    y_rows, stream);
     return "gemv_bf16";
   }
 

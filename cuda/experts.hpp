@@ -12,13 +12,16 @@
 // the contract does not.
 //
 // Two paths, same maths:
-//   Gemv: for decode (<= 16 rows per expert): two persistent launches sized by occupancy
-//     (gate/up + act, then down as a programmatic dependent launch that starts streaming its
-//     weights while gate/up finishes); units of 32 weight rows of one expert, K split over the
-//     8 warps of a block; tensor-core mma (weights converted exactly to bf16, fp32
-//     accumulators), partial sums added in warp order through shared memory (deterministic),
-//     scale applied once to the fp32 sum. This is the path with the hard target (>= 80% of copy
-//     bandwidth over the touched bytes).
+//   Gemv: for decode (<= 16 rows per expert), two launches (gate/up + act, then down), scale
+//     applied once to each fp32 sum, deterministic reduction order. Two variants:
+//     - FMA (cuda/experts.cu, all bf16, int8 with <= 8 rows per expert): one warp per weight
+//       row pair, fp32 FMA against every activation row, kernels instantiated per bound on
+//       rows per expert (1, 2, 4, 8, 16) so that small bounds get more warps per SM;
+//     - tensor-core (cuda/experts_gemv_mma.cu, int8 with more rows): persistent launches sized
+//       by occupancy, down as a programmatic dependent launch; weights converted exactly to
+//       bf16 for mma.m16n8k16, K split over the 8 warps of a block and the partial sums added in
+//       warp order through shared memory.
+//     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
 //   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below).
 //     For int8 weights the expert's q values are first converted to a bf16 scratch copy (exact: |q|
 //     <= 127) and the scales are applied to the fp32 GEMM output, so no bf16 rounding of q * scale
@@ -103,9 +106,9 @@ struct ExpertsWorkspace {
 };
 
 // y_rows[r] = Expert_{e(r)}(x_rows[r]) (bf16 [total_rows, d]). Returns the variant that ran
-// ("gemv_bf16", "gemv_int8", "gemm_bf16", "gemm_int8"). Gemv requires max_rows_per_expert <=
-// kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers (Error{Unsupported}
-// otherwise when forced; Auto falls back to Gemm).
+// ("gemv_bf16", "gemv_int8", "gemv_mma_int8", "gemm_bf16", "gemm_int8"). Gemv requires
+// max_rows_per_expert <= kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers
+// (Error{Unsupported} otherwise when forced; Auto falls back to Gemm).
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
                         bf16* y_rows, ExpertsPath path, ExpertsWorkspace& ws,
                         cudaStream_t stream = nullptr);

@@ -12,12 +12,12 @@ namespace {
 // exceeds the ~8 issue slots per weight an SM has at copy speed (16 B/clk/SM). Here the dot
 // products run on the tensor cores (mma.m16n8k16, bf16 in, fp32 accumulate): the weights are
 // converted to bf16 once (exact, |q| <= 127) and every activation row up to 8 (or 16) costs
-// nothing more, ~2.75 ALU ops per int8 weight at every n. Measured on an H200 (Jamba-v0.1
-// widths, top-2 of 16, fraction of copy over the touched int8 bytes at T = 1 / 2 / 4 / 8 / 12 /
-// 16): this variant 0.71 / 0.74 / 0.73 / 0.74 / 0.61 / 0.66, the FMA one 0.75 / 0.80 / 0.81 /
-// 0.78 / - / 0.57 (T = 12 not measured): so it runs only for int8 with more than 8 rows per
-// expert. Why it does not reach copy speed at small n is not
-// known yet (no profiler run).
+// nothing more, ~2.75 ALU ops per int8 weight at every n. It runs only for int8 with more than
+// 8 rows per expert (the host's bound), where it measured faster: the comparison is at the top
+// of cuda/experts.cu. Why it stays below copy speed (Nsight Compute, H200, 2026-11-29, T = 16):
+// the ALU pipe at 55% (the byte permutes of the int8 -> bf16 conversion), 52% issue, and
+// long-scoreboard stalls 1.9-2.5 of 6.9 cycles per instruction: both conversion work and memory
+// latency.
 //
 // Work split: a unit is 32 weight rows of one expert (gate/up: 16 intermediates, gate and up
 // rows of each in the same thread; down: 32 output columns) over the whole reduction length K;
@@ -368,22 +368,15 @@ void launch_gemv_nt(const WT* gate_up, const float* gu_scale, const WT* down, co
                              static_cast<const bf16*>(act), gd, w.d, w.inter, y_rows));
 }
 
-template <class WT>
-void launch_gemv_mma_nt_pick(const WT* gate_up, const float* gu_scale, const WT* down,
-                             const float* d_scale, const ExpertWeights& w, const ExpertGroups& g,
-                             const bf16* x_rows, bf16* act, bf16* y_rows, cudaStream_t stream) {
-  if (g.max_rows_per_expert <= 8)
-    launch_gemv_nt<WT, 1>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-  else
-    launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
-}
 }  // namespace
 
+// Two activation tiles (up to 16 rows per expert): the caller (run_experts) sends bounds <= 8
+// to the FMA variant, so NT = 1 is not instantiated.
 template <class WT>
 void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
                      const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
                      bf16* y_rows, cudaStream_t stream) {
-  launch_gemv_mma_nt_pick<WT>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+  launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
 }
 
 template void launch_gemv_mma<int8_t>(const int8_t*, const float*, const int8_t*, const float*,

@@ -320,16 +320,16 @@ __global__ void __launch_bounds__(128)
 // ---------------------------------------------------------------------------------------------
 // Decode, split-KV. Block (split, kv head, sequence), 128 threads. The block's rows stream
 // through shared memory in tiles of kDecTile K rows + kDecTile V rows, kDecStages deep with
-// cp.async (up to kDecStages - 1 tiles in flight while one is computed: 48 KB per block at hd
-// 128, three blocks per SM). The first version loaded K/V straight into registers, 8 rows per
-// step, and computed only after they arrived: at B=1 on an H200 it reached 2.2 TB/s at L=128K
-// and 0.68 TB/s at 8K, where a serial final merge (one L2 round trip per split per element)
-// added ~35 us.
-// A row of hd bf16 is LPR = HD/8 16-byte chunks, read from shared memory by LPR consecutive
-// lanes ("a row stream"); the block has 128/LPR streams, each taking rows stream, stream +
-// STREAMS, ... of the tile with its own online-softmax state for the G query heads of the group.
-// The streams are merged in shared memory, the block's partial (acc; max, sum) goes to global
-// memory, and the last block of the (sequence, kv head) merges all partials in split order.
+// cp.async (up to kDecStages - 1 tiles in flight while one is computed: 48 KB in flight and
+// 64 KB of buffers per block at hd 128, three blocks per SM). The first version loaded K/V straight
+// into registers, 8 rows per step, and computed only after they arrived: at B=1 on an H200 it
+// reached 2.2 TB/s at L=128K and 0.68 TB/s at 8K, where a serial final merge (one L2 round trip per
+// split per element) added ~35 us. A row of hd bf16 is LPR = HD/8 16-byte chunks, read from shared
+// memory by LPR consecutive lanes ("a row stream"); the block has 128/LPR streams, each taking rows
+// stream, stream + STREAMS, ... of the tile with its own online-softmax state for the G query heads
+// of the group. The streams are merged in shared memory, the block's partial (acc; max, sum) goes
+// to global memory, and the last block of the (sequence, kv head) merges all partials in split
+// order.
 constexpr int kDecTile = 32;
 constexpr int kDecStages = 4;
 constexpr int kDecThreads = 128;
@@ -682,13 +682,7 @@ template <int HD, int WARPS>
 void launch_prefill_mma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {
   constexpr int BM = 16 * WARPS;
   const size_t smem = static_cast<size_t>(BM * HD + 4 * 64 * HD) * sizeof(bf16);
-  static bool attr_set = false;  // per instantiation; raising the limit once is enough
-  if (!attr_set) {
-    JB_CUDA(cudaFuncSetAttribute(prefill_mma_kernel<HD, WARPS>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem)));
-    attr_set = true;
-  }
+  allow_dynamic_smem<prefill_mma_kernel<HD, WARPS>>(smem);
   const dim3 grid(ceil_div(a.seqs.max_new, BM), a.num_heads, a.seqs.batch);
   prefill_mma_kernel<HD, WARPS><<<grid, WARPS * 32, smem, stream>>>(a, scale_log2);
   JB_LAUNCH("prefill_mma_kernel");
@@ -703,16 +697,10 @@ void launch_prefill_simple(const PrefillArgs& a, float scale_log2, cudaStream_t 
 }
 
 // Opts the instantiation into its dynamic shared memory (64 KB at hd 128: above the 48 KB
-// default) once per process; also needed before the occupancy query.
+// default); also needed before the occupancy query.
 template <int HD, int G>
 void prepare_decode() {
-  static const bool done = [] {
-    JB_CUDA(cudaFuncSetAttribute(decode_splitkv_kernel<HD, G>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(DecodeShape<HD, G>::kBytes)));
-    return true;
-  }();
-  (void)done;
+  allow_dynamic_smem<decode_splitkv_kernel<HD, G>>(DecodeShape<HD, G>::kBytes);
 }
 
 template <int HD, int G>

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,17 @@ int blocks_per_sm(Kernel kernel, int threads, size_t dynamic_smem = 0) {
   int n = 0;
   JB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dynamic_smem));
   return n > 1 ? n : 1;
+}
+// Opts kernel K into `bytes` of dynamic shared memory per block (required above 48 KB, and before
+// an occupancy query at that size): once per kernel and process, thread-safe; a failure throws
+// and the next call tries again. `bytes` must be the same at every call for one kernel.
+template <auto K>
+void allow_dynamic_smem(size_t bytes) {
+  static std::once_flag once;
+  std::call_once(once, [bytes] {
+    JB_CUDA(cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(bytes)));
+  });
 }
 // Registers device_info() as core/result's GPU metadata provider (call once in main()).
 void register_device_info();

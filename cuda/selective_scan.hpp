@@ -12,7 +12,7 @@
 //
 // Variants (KernelRun.variant):
 //   "single"         one pass, one block = 64 channels x 4 threads per channel (4 of the N = 16
-//                    states each), sequential over all of L; time tiles of 64 steps staged in
+//                    states each), sequential over all of L; time tiles of 32 steps staged in
 //                    shared memory, the next tile prefetched into registers during compute.
 //   "chunked(c=...)" L split in chunks run by different blocks: (1) each chunk's end state from
 //                    zero and sum(delta); (2) a sequential combine over chunks gives each chunk
@@ -53,7 +53,8 @@ struct ScanArgs {
   int64_t y_row_stride = 0, y_batch_stride = 0;
 
   ScanVariant variant = ScanVariant::Auto;
-  int64_t chunk_len = 0;  // Chunked: tokens per chunk (multiple of 64); 0 = heuristic
+  int64_t chunk_len =
+      0;  // Chunked: tokens per chunk (rounded up to a multiple of 32); 0 = heuristic
   // Chunked scratch (selective_scan_workspace_bytes); null = an internal grow-only buffer
   // (not safe to share between host threads or to grow during graph capture).
   void* workspace = nullptr;

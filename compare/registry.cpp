@@ -44,11 +44,10 @@ std::string Case::str() const {
   return s;
 }
 
-Case make_case(std::string op, std::vector<std::pair<std::string, std::string>> params,
-               uint64_t seed) {
+Case make_case(std::string op, const CaseParams& params, uint64_t seed) {
   Case c;
   c.op = std::move(op);
-  c.params = std::move(params);
+  for (const auto& [key, value] : params) c.params.emplace_back(key, value.text);
   c.seed = seed;
   return c;
 }
@@ -202,7 +201,7 @@ const OpInfo* Registry::find(const std::string& name) const {
 // written by their owners; until such a file exists its register function is a null weak symbol
 // and the family is skipped, so the build links with any subset. jb_compare is an OBJECT library
 // so that existing files are always linked (an archive member is never pulled in by a weak
-// reference). Without CUDA, ops/stubs.cpp defines all four strongly.
+// reference). Without CUDA, ops/cpu_listings.cpp defines all four strongly.
 #if defined(JAMBENCH_HAVE_CUDA)
 namespace jb::cmp {
 void register_mamba_ops(Registry& r) __attribute__((weak));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -32,9 +33,18 @@ struct Case {
   bool operator==(const Case& o) const;
 };
 
+// A case parameter's printed value: text as given, integers in decimal.
+struct ParamValue {
+  std::string text;
+  ParamValue(const char* s) : text(s) {}
+  ParamValue(std::string s) : text(std::move(s)) {}
+  template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
+  ParamValue(I v) : text(std::to_string(v)) {}
+};
+using CaseParams = std::vector<std::pair<std::string, ParamValue>>;
+
 // A case from its op name and its parameters in print order: the case grids' shorthand.
-Case make_case(std::string op, std::vector<std::pair<std::string, std::string>> params,
-               uint64_t seed = 1);
+Case make_case(std::string op, const CaseParams& params, uint64_t seed = 1);
 
 // What kind of computation produced a tensor: selects the gate of the tolerance policy
 // (ecosystem.md §1.8): factor 2 over the bf16-emulating reference's own error, 3 for the

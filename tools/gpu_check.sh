@@ -15,6 +15,12 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 steps=${*:-build test big compare bench}
+for st in $steps; do
+  case $st in
+    build | test | big | compare | bench) ;;
+    *) echo "gpu_check.sh: unknown step '$st' (steps: build test big compare bench)" >&2; exit 2 ;;
+  esac
+done
 has() { [[ " $steps " == *" $1 "* ]]; }
 S=$(date +%s)
 log() { echo "== [$(($(date +%s) - S))s] $*"; }
@@ -27,22 +33,28 @@ if has build; then
   log build
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release > "$OUT/build.log" 2>&1 &&
     cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 ||
-    { echo "BUILD FAILED"; grep -E "error" "$OUT/build.log" | head -30; exit 1; }
+    { echo "BUILD FAILED"; (grep -iE -A3 "error|FAILED:" "$OUT/build.log" ||
+      tail -40 "$OUT/build.log") | head -40; exit 1; }
 fi
 big_pid=
 if has big; then
   log "compare big (background)"
   mkdir -p "$OUT/big"
-  ./build-gpu/jambench compare -p 'big=1' $ops --list-cases 2>/dev/null > "$OUT/big/cases.txt"
-  nl -nln -w1 -s' ' "$OUT/big/cases.txt" |
-    xargs -P 8 -L 1 sh -c 'timeout 300 ./build-gpu/jambench compare -o "$2" --out "$0/$1.json" \
-      --dump-dir "$0/dumps" > "$0/$1.log" 2>&1; echo "big case $1 $2: rc=$?"' "$OUT/big" \
-    > "$OUT/big/rc.txt" 2>&1 &
-  big_pid=$!
+  if ! ./build-gpu/jambench compare -p 'big=1' $ops --list-cases > "$OUT/big/cases.txt" \
+    2> "$OUT/big/list.err"; then
+    echo "big: no cases listed: $(cat "$OUT/big/list.err")"
+    rc=1
+  else
+    nl -nln -w1 -s' ' "$OUT/big/cases.txt" |
+      xargs -P 8 -L 1 sh -c 'timeout 300 ./build-gpu/jambench compare -o "$2" --out "$0/$1.json" \
+        --dump-dir "$0/dumps" > "$0/$1.log" 2>&1; echo "big case $1 $2: rc=$?"' "$OUT/big" \
+      > "$OUT/big/rc.txt" 2>&1 &
+    big_pid=$!
+  fi
 fi
 if has test; then
   log ctest
-  ctest --test-dir build-gpu --output-on-failure -j6 --timeout 400 ${TESTS:+-R $TESTS} \
+  ctest --test-dir build-gpu --output-on-failure -j6 --timeout 400 ${TESTS:+-R "$TESTS"} \
     > "$OUT/ctest.log" 2>&1 || rc=1
   grep -E "tests passed|tests failed|\(Failed\)|Timeout|SEGFAULT" "$OUT/ctest.log" | tail -30
 fi
@@ -66,7 +78,7 @@ if has bench; then
     extra=
     [ "$n" = bench_attention ] && extra=--peer
     "$b" $extra --benchmark_min_time=0.1s ${BENCH_ARGS:-} \
-      ${BENCH_FILTER:+--benchmark_filter=$BENCH_FILTER} --benchmark_out="$OUT/$n.json" \
+      ${BENCH_FILTER:+"--benchmark_filter=$BENCH_FILTER"} --benchmark_out="$OUT/$n.json" \
       --benchmark_out_format=json > "$OUT/$n.log" 2>&1 || rc=1
     tail -40 "$OUT/$n.log"
   done

@@ -1,6 +1,7 @@
 // The CPU half of the attention registry entries: the ops' names, descriptions and case grids,
 // shared by compare/ops/attention.cpp (CUDA builds: adds inputs, references and kernels) and
-// compare/ops/stubs.cpp (CPU-only builds: the listing). Parameters: see attention.cpp's header.
+// compare/ops/cpu_listings.cpp (CPU-only builds: the listing). Parameters: see attention.cpp's
+// header.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,9 +14,7 @@ namespace jb::cmp::attn {
 
 inline std::vector<Case> prefill_cases() {
   std::vector<Case> v;
-  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(make_case("ATTN_PREFILL", std::move(p)));
-  };
+  auto add = [&](const CaseParams& p) { v.push_back(make_case("ATTN_PREFILL", p)); };
   // Small heads (4:1): the length grid around the 64-row tiles, every row compared.
   for (const char* L : {"1", "2", "17", "63", "64", "65", "127", "128", "129", "1000"})
     add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", L}});
@@ -72,9 +71,7 @@ inline std::vector<Case> prefill_cases() {
 
 inline std::vector<Case> decode_cases() {
   std::vector<Case> v;
-  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(make_case("ATTN_DECODE", std::move(p)));
-  };
+  auto add = [&](const CaseParams& p) { v.push_back(make_case("ATTN_DECODE", p)); };
   for (const char* L : {"1", "17", "1000", "8192", "32768"})
     add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", L}});
   add({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "131072"}, {"big", "1"}});
@@ -93,9 +90,7 @@ inline std::vector<Case> decode_cases() {
 
 inline std::vector<Case> layer_cases() {
   std::vector<Case> v;
-  auto add = [&](std::vector<std::pair<std::string, std::string>> p) {
-    v.push_back(make_case("ATTN_LAYER", std::move(p)));
-  };
+  auto add = [&](const CaseParams& p) { v.push_back(make_case("ATTN_LAYER", p)); };
   add({{"d", "512"}, {"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"n", "5"}});
   add({{"d", "256"}, {"H", "2"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "1"}, {"n", "3"}});
   add({{"d", "512"},

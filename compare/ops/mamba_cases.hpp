@@ -1,6 +1,6 @@
 // The CPU half of the Mamba-path registry entries (case grids, inputs, references), usable by
-// compare/ops/mamba.cpp (CUDA builds, adds the kernels) and by a CPU-only listing (stubs.cpp can
-// call mamba::add_listings).
+// compare/ops/mamba.cpp (CUDA builds, adds the kernels) and by the CPU-only listing
+// (cpu_listings.cpp registers mamba::listings()).
 //
 // Ops and parameters (all bf16 storage; every input keyed by (seed, "OP.tensor", flat index)):
 //   CONV1D(L, D, B, K, state=0|1, xstride=1|2)        prefill conv + bias + SiLU, final state
@@ -452,10 +452,6 @@ inline Outputs layer_reference(const LayerInputs& in, Precision p) {
 // Case grids (ecosystem.md §1.8): the length ladder, batch 1 and 8, channel counts that are not
 // multiples of any tile (2048+16, 1000, 24, 7), strided inputs, dt/A edges, forced variants.
 
-inline std::string S(int64_t v) {
-  return std::to_string(v);
-}
-
 inline const std::vector<int64_t>& ladder() {
   static const std::vector<int64_t> v = {1,   2,   3,    15,   16,   17,  127,
                                          128, 129, 2047, 2048, 2049, 4097};
@@ -465,11 +461,11 @@ inline const std::vector<int64_t>& ladder() {
 inline std::vector<Case> conv_cases() {
   std::vector<Case> v;
   for (int64_t L : ladder())
-    v.push_back(make_case("CONV1D", {{"L", S(L)},
+    v.push_back(make_case("CONV1D", {{"L", L},
                                      {"D", "2064"},
                                      {"B", "1"},
                                      {"K", "4"},
-                                     {"state", S(L % 2)},
+                                     {"state", L % 2},
                                      {"xstride", L % 3 == 0 ? "2" : "1"}}));
   for (const char* D : {"8192", "1000", "24", "7"})
     v.push_back(make_case(
@@ -509,11 +505,11 @@ inline std::vector<Case> conv_update_cases() {
 inline std::vector<Case> scan_cases() {
   std::vector<Case> v;
   for (int64_t L : ladder())
-    v.push_back(make_case("SSM_SCAN", {{"L", S(L)},
+    v.push_back(make_case("SSM_SCAN", {{"L", L},
                                        {"D", "2064"},
                                        {"N", "16"},
                                        {"B", "1"},
-                                       {"state", S(L % 2)},
+                                       {"state", L % 2},
                                        {"zstride", L % 3 == 0 ? "2" : "1"}}));
   for (const char* D : {"8192", "1000", "24", "7"})
     v.push_back(make_case("SSM_SCAN", {{"L", "129"},

@@ -1,7 +1,8 @@
 // The CPU half of the MoE-family registry entries (ROUTER_TOPK, MOE, MLP, EXPERT_INT8,
 // QUANT_INT8, EMBEDDING, LM_HEAD): names, descriptions and case grids, shared by
-// compare/ops/moe.cpp (CUDA builds: adds inputs, references and kernels) and compare/ops/stubs.cpp
-// (CPU-only builds: the listing). Parameters and distributions: see moe.cpp's header.
+// compare/ops/moe.cpp (CUDA builds: adds inputs, references and kernels) and
+// compare/ops/cpu_listings.cpp (CPU-only builds: the listing). Parameters and distributions: see
+// moe.cpp's header.
 #pragma once
 #include <cstdint>
 #include <iterator>
@@ -13,44 +14,37 @@
 
 namespace jb::cmp::moe_grid {
 
-inline std::string S(int64_t v) {
-  return std::to_string(v);
-}
-
 inline std::vector<Case> router_cases() {
   std::vector<Case> v;
   for (int64_t d : {int64_t(4096), int64_t(100)})
     for (int64_t T : {1, 7, 257, 8192}) {
       v.push_back(make_case(
           "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "16"}, {"k", "2"}, {"renorm", "0"}, {"route", "rand"}}));
+          {{"T", T}, {"d", d}, {"E", "16"}, {"k", "2"}, {"renorm", "0"}, {"route", "rand"}}));
       if (T == 8192) continue;
       v.push_back(make_case(
           "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "16"}, {"k", "1"}, {"renorm", "0"}, {"route", "rand"}}));
+          {{"T", T}, {"d", d}, {"E", "16"}, {"k", "1"}, {"renorm", "0"}, {"route", "rand"}}));
       v.push_back(make_case(
           "ROUTER_TOPK",
-          {{"T", S(T)}, {"d", S(d)}, {"E", "8"}, {"k", "2"}, {"renorm", "1"}, {"route", "rand"}}));
+          {{"T", T}, {"d", d}, {"E", "8"}, {"k", "2"}, {"renorm", "1"}, {"route", "rand"}}));
       for (const char* route : {"one", "skip", "tie"})
         for (const char* k : {"1", "2"})
-          v.push_back(make_case("ROUTER_TOPK", {{"T", S(T)},
-                                                {"d", S(d)},
-                                                {"E", "16"},
-                                                {"k", k},
-                                                {"renorm", "0"},
-                                                {"route", route}}));
+          v.push_back(make_case(
+              "ROUTER_TOPK",
+              {{"T", T}, {"d", d}, {"E", "16"}, {"k", k}, {"renorm", "0"}, {"route", route}}));
     }
   return v;
 }
 
 inline Case moe_case(int64_t T, int64_t d, int64_t inter, int64_t E, int k, int renorm,
                      const char* route, const char* weights, const char* path) {
-  return make_case("MOE", {{"T", S(T)},
-                           {"d", S(d)},
-                           {"I", S(inter)},
-                           {"E", S(E)},
-                           {"k", S(k)},
-                           {"renorm", S(renorm)},
+  return make_case("MOE", {{"T", T},
+                           {"d", d},
+                           {"I", inter},
+                           {"E", E},
+                           {"k", k},
+                           {"renorm", renorm},
                            {"route", route},
                            {"weights", weights},
                            {"path", path}});
@@ -104,7 +98,7 @@ inline std::vector<Case> moe_cases() {
 }
 
 inline Case mlp_case(const char* op, int64_t T, int64_t d, int64_t inter, const char* path) {
-  return make_case(op, {{"T", S(T)}, {"d", S(d)}, {"I", S(inter)}, {"path", path}});
+  return make_case(op, {{"T", T}, {"d", d}, {"I", inter}, {"path", path}});
 }
 
 inline std::vector<Case> mlp_cases() {
@@ -135,7 +129,7 @@ inline std::vector<Case> quant_cases() {
   std::vector<Case> v;
   const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {37, 100}, {64, 4096}, {300, 14336}};
   for (auto [rows, cols] : shapes)
-    v.push_back(make_case("QUANT_INT8", {{"rows", S(rows)}, {"cols", S(cols)}}));
+    v.push_back(make_case("QUANT_INT8", {{"rows", rows}, {"cols", cols}}));
   // A whole Jamba-v0.1 expert's fused gate/up [2I, d].
   v.push_back(make_case("QUANT_INT8", {{"rows", "28672"}, {"cols", "4096"}, {"big", "1"}}));
   return v;
@@ -144,9 +138,9 @@ inline std::vector<Case> quant_cases() {
 inline std::vector<Case> emb_cases() {
   std::vector<Case> v;
   for (int64_t n : {1, 7, 1024}) {
-    v.push_back(make_case("EMBEDDING", {{"n", S(n)}, {"V", "65536"}, {"d", "256"}}));
-    v.push_back(make_case("EMBEDDING", {{"n", S(n)}, {"V", "1000"}, {"d", "4096"}}));
-    v.push_back(make_case("EMBEDDING", {{"n", S(n)}, {"V", "1000"}, {"d", "100"}}));
+    v.push_back(make_case("EMBEDDING", {{"n", n}, {"V", "65536"}, {"d", "256"}}));
+    v.push_back(make_case("EMBEDDING", {{"n", n}, {"V", "1000"}, {"d", "4096"}}));
+    v.push_back(make_case("EMBEDDING", {{"n", n}, {"V", "1000"}, {"d", "100"}}));
   }
   return v;
 }
@@ -155,8 +149,8 @@ inline std::vector<Case> head_cases() {
   std::vector<Case> v;
   for (int64_t B : {1, 4})
     for (int64_t L : {1, 7}) {
-      v.push_back(make_case("LM_HEAD", {{"B", S(B)}, {"L", S(L)}, {"d", "256"}, {"V", "1000"}}));
-      v.push_back(make_case("LM_HEAD", {{"B", S(B)}, {"L", S(L)}, {"d", "4096"}, {"V", "4000"}}));
+      v.push_back(make_case("LM_HEAD", {{"B", B}, {"L", L}, {"d", "256"}, {"V", "1000"}}));
+      v.push_back(make_case("LM_HEAD", {{"B", B}, {"L", L}, {"d", "4096"}, {"V", "4000"}}));
     }
   v.push_back(make_case("LM_HEAD", {{"B", "1"}, {"L", "3"}, {"d", "100"}, {"V", "999"}}));
   v.push_back(

@@ -1,5 +1,5 @@
 // RMS_NORM registry entry with its CUDA kernel (cuda/rmsnorm.hpp). The case grid and references
-// are in norm_cases.hpp (shared with the CPU-only stubs.cpp).
+// are in norm_cases.hpp (shared with the CPU-only cpu_listings.cpp).
 #include <cstring>
 
 #include "compare/ops/norm_cases.hpp"

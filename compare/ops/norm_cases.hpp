@@ -1,5 +1,6 @@
 // The CPU half of the RMS_NORM registry entry (case grid, inputs, references), shared by
-// compare/ops/norm.cpp (CUDA builds, adds the kernel) and compare/ops/stubs.cpp (CPU builds).
+// compare/ops/norm.cpp (CUDA builds, adds the kernel) and compare/ops/cpu_listings.cpp (CPU
+// builds).
 //
 // Case parameters: rows, n (normalised length), dtype (bf16 | fp32), optional stride (row stride
 // of x in elements, >= n: a column slice of a wider activation such as x_proj's [L, R+2N] output),
@@ -127,7 +128,7 @@ inline std::vector<Case> rmsnorm_cases() {
   return v;
 }
 
-// Registry entry without a kernel (stubs.cpp); norm.cpp adds the kernel.
+// Registry entry without a kernel (cpu_listings.cpp); norm.cpp adds the kernel.
 inline OpInfo rmsnorm_op_listing() {
   OpInfo op;
   op.name = "RMS_NORM";

@@ -1,6 +1,6 @@
 // CPU-only builds (no JAMBENCH_HAVE_CUDA): the registry's listing without kernels, so that
 // `jambench compare --list` / `--list-cases` and the CPU tests see every op and case grid, and
-// every case reports "skipped: no CUDA in this build". RMS_NORM and the Mamba ops keep their
+// every case reports "skipped: no kernel in this build". RMS_NORM and the Mamba ops keep their
 // CPU references too (norm_cases.hpp, mamba_cases.hpp); the attention and MoE listings carry
 // names, descriptions and case grids (attention_cases.hpp, moe_cases.hpp; their inputs and
 // references live with the kernels in attention.cpp and moe.cpp).

@@ -9,15 +9,6 @@
 
 namespace jb::ref {
 
-namespace {
-
-// Routing with weights kept in T (the double reference must not pass through float).
-template <class T>
-struct RoutingT {
-  std::vector<std::vector<int>> expert;
-  std::vector<std::vector<T>> weight;
-};
-
 template <class T>
 RoutingT<T> route_t(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r) {
   const int64_t E = router.rows();
@@ -63,8 +54,6 @@ RoutingT<T> route_t(const Mat<T>& x, const Mat<T>& router, int top_k, bool renor
   return out;
 }
 
-}  // namespace
-
 template <class T>
 Routing route(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r) {
   RoutingT<T> rt = route_t(x, router, top_k, renormalize, r);
@@ -107,6 +96,8 @@ Mat<T> moe(const Mat<T>& x, const MoeWeights<T>& w, int top_k, bool renormalize,
   return out;
 }
 
+template RoutingT<float> route_t<float>(const Mat<float>&, const Mat<float>&, int, bool, Round);
+template RoutingT<double> route_t<double>(const Mat<double>&, const Mat<double>&, int, bool, Round);
 template Routing route<float>(const Mat<float>&, const Mat<float>&, int, bool, Round);
 template Routing route<double>(const Mat<double>&, const Mat<double>&, int, bool, Round);
 template Mat<float> moe<float>(const Mat<float>&, const MoeWeights<float>&, int, bool, Round);

@@ -25,6 +25,16 @@ struct Routing {
 template <class T>
 Routing route(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r);
 
+// The same routing with the weights kept in T (the fp64 truth must not pass through float;
+// route() above hands them out as float for the compare tensors).
+template <class T>
+struct RoutingT {
+  std::vector<std::vector<int>> expert;
+  std::vector<std::vector<T>> weight;
+};
+template <class T>
+RoutingT<T> route_t(const Mat<T>& x, const Mat<T>& router, int top_k, bool renormalize, Round r);
+
 // MoE block: out[t] = sum over the token's experts in ascending expert index of
 // w * expert(x[t]) (the combine order of HF's index_add_ loop). Round::Bf16 emulates HF's bf16
 // loop: expert output rounded (mlp), w * y rounded, the running sum rounded after each add.

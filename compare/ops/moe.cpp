@@ -465,16 +465,16 @@ Outputs router_kernel(const Case& c, KernelRun& run) {
 // Reference with one expert's weights in memory at a time (big cases), on the compared rows
 // only. It reproduces reference/moe.cpp's combine exactly (experts in ascending index, each
 // w * y rounded, then the running sum rounded, under Round::Bf16); ref=stream on a small case
-// lets the test check it against ref::moe. The routing weights come from ref::route, which
-// returns them as float: for the truth that is a relative 6e-8 perturbation, far below any bf16
-// gate.
+// lets the test check it against ref::moe, bit for bit at both precisions (routing weights in T
+// from ref::route_t, as ref::moe has them).
 template <class T>
 Mat<T> moe_stream_reference(const MoeParams& p, const RouterInputs& in,
                             const std::vector<int64_t>& rows, uint64_t seed, Round r) {
   const int64_t n = static_cast<int64_t>(rows.size());
   const std::vector<float> xs = pick_rows(in.x, p.d, rows);
   const Mat<T> x = to_mat<T>(xs.data(), n, p.d);
-  const ref::Routing rt = ref::route<T>(x, to_mat<T>(in.router.data(), p.E, p.d), p.k, p.renorm, r);
+  const ref::RoutingT<T> rt =
+      ref::route_t<T>(x, to_mat<T>(in.router.data(), p.E, p.d), p.k, p.renorm, r);
   Mat<T> out = Mat<T>::Zero(n, p.d);
   for (int64_t e = 0; e < p.E; ++e) {
     std::vector<int64_t> toks;
@@ -483,7 +483,7 @@ Mat<T> moe_stream_reference(const MoeParams& p, const RouterInputs& in,
       for (int j = 0; j < p.k; ++j)
         if (rt.expert[t][j] == e) {
           toks.push_back(t);
-          ws.push_back(static_cast<T>(rt.weight[t][j]));
+          ws.push_back(rt.weight[t][j]);
         }
     if (toks.empty()) continue;
     const HostExpert h = host_expert(seed, "moe", e, p.d, p.inter, p.int8);

@@ -851,6 +851,12 @@ void decode_workspace_init(DecodeWorkspace& ws, int batch, int num_heads, int nu
   ws.max_splits = max_splits;
 }
 
+DecodeSplit decode_split(int max_kv_len, int requested, int max_splits) {
+  const int splits = std::max(1, std::min(requested, max_splits));
+  const int chunk = ceil_div(ceil_div(max_kv_len, splits), 64) * 64;
+  return {ceil_div(max_kv_len, chunk), chunk};
+}
+
 std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStream_t stream) {
   const int hd = a.kv.head_dim;
   check_head_dim(hd, "attention_decode");
@@ -869,18 +875,16 @@ std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStrea
   check_aligned16(a.out, a.out_stride, "attention_decode out");  // 8-byte stores of 4 dims
   check_aligned16(a.kv.k, 0, "attention_decode k cache");
   check_aligned16(a.kv.v, 0, "attention_decode v cache");
-  int splits = a.num_splits > 0 ? a.num_splits
-                                : decode_num_splits(a.kv.batch, a.num_heads, a.kv.num_kv_heads, hd,
-                                                    a.max_kv_len);
-  splits = std::min(splits, ws.max_splits);
-  const int chunk = ceil_div(ceil_div(a.max_kv_len, splits), 64) * 64;
-  splits = ceil_div(a.max_kv_len, chunk);
+  const int splits = a.num_splits > 0 ? a.num_splits
+                                      : decode_num_splits(a.kv.batch, a.num_heads,
+                                                          a.kv.num_kv_heads, hd, a.max_kv_len);
+  const DecodeSplit sp = decode_split(a.max_kv_len, splits, ws.max_splits);
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(hd));
   const int group = a.num_heads / a.kv.num_kv_heads;
   if (hd == 128)
-    launch_decode_hd<128>(a, ws, group, splits, chunk, scale_log2, stream);
+    launch_decode_hd<128>(a, ws, group, sp.splits, sp.chunk, scale_log2, stream);
   else
-    launch_decode_hd<64>(a, ws, group, splits, chunk, scale_log2, stream);
+    launch_decode_hd<64>(a, ws, group, sp.splits, sp.chunk, scale_log2, stream);
   return "splitkv";
 }
 

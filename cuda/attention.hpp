@@ -101,6 +101,12 @@ void decode_workspace_init(DecodeWorkspace& ws, int batch, int num_heads, int nu
 // one whole wave of decode blocks on this GPU. Needs a CUDA device.
 int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len);
 constexpr int kDecodeMaxSplits = 256;
+// What a launch really runs for `requested` splits: capped at the workspace's max_splits, then
+// whole 64-row tiles per split (chunk rows each), which can leave fewer splits than asked.
+struct DecodeSplit {
+  int splits, chunk;
+};
+DecodeSplit decode_split(int max_kv_len, int requested, int max_splits);
 
 // Returns the variant name ("splitkv").
 std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws,

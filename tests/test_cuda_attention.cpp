@@ -11,6 +11,7 @@
 #include "core/bf16.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "cuda/attention.hpp"
 #include "cuda/attention_layer.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kv_cache.hpp"
@@ -150,3 +151,17 @@ TEST(CudaAttention, CacheOverflowIsOutOfMemory) {
 }
 
 }  // namespace
+
+// Host arithmetic only (runs without a GPU): the split count a decode launch really uses, which
+// the compare harness reports. 1000 rows over 7 requested splits: 143 rows each, rounded up to
+// three 64-row tiles (192), so 6 splits; a request above the workspace is capped first.
+TEST(AttentionDecodeSplit, WholeTilesPerSplit) {
+  const jb::cuda::DecodeSplit a = jb::cuda::decode_split(1000, 7, 256);
+  EXPECT_EQ(a.splits, 6);
+  EXPECT_EQ(a.chunk, 192);
+  const jb::cuda::DecodeSplit b = jb::cuda::decode_split(8192, 300, 256);
+  EXPECT_EQ(b.chunk, 64);
+  EXPECT_EQ(b.splits, 128);
+  const jb::cuda::DecodeSplit c = jb::cuda::decode_split(1, 16, 16);
+  EXPECT_EQ(c.splits, 1);
+}

@@ -409,7 +409,8 @@ Outputs decode_kernel(const Case& c, KernelRun& run) {
   run.variant = jb::cuda::attention_decode(a, ws);
   JB_CUDA(cudaDeviceSynchronize());
   run.guards_ok = out.guards_intact();
-  run.notes.push_back("splits=" + std::to_string(std::min(splits, jb::cuda::kDecodeMaxSplits)));
+  run.notes.push_back(
+      "splits=" + std::to_string(jb::cuda::decode_split(max_len, splits, ws.max_splits).splits));
   const std::vector<uint8_t> ob = out.download_body();
   std::vector<float> o = bits_to_float(ob.data(), static_cast<size_t>(B * qd));
   return {NamedTensor{"out", {B, qd}, std::move(o), CheckKind::Reduction, -1}};

@@ -91,17 +91,8 @@ void BM_Prefill(benchmark::State& state, int L, jb::cuda::PrefillVariant variant
   std::string ran;
   for (int i = 0; i < 2; ++i) ran = jb::cuda::attention_prefill(a, variant);
   JB_CUDA(cudaDeviceSynchronize());
-  jb::bench::EventTimer timer;
-  std::vector<double> times;
-  for (auto _ : state) {
-    timer.start();
-    jb::cuda::attention_prefill(a, variant);
-    timer.stop();
-    const double ms = timer.elapsed_ms();
-    times.push_back(ms);
-    state.SetIterationTime(ms * 1e-3);
-  }
-  const double ms = jb::bench::median(times);
+  const double ms = 1e3 * jb::bench::median(jb::bench::event_timed_loop(
+                              state, [&](int) { jb::cuda::attention_prefill(a, variant); }));
   const double tflops = prefill_flops(L) / (ms * 1e-3) / 1e12;
   state.counters["TFLOP/s"] = tflops;
   const auto& ceil = jb::bench::ceilings();
@@ -158,20 +149,9 @@ void BM_Decode(benchmark::State& state, int B, int L) {
   };
   for (int s = 0; s < sets; ++s) jb::cuda::attention_decode(args_for(s), ws);
   JB_CUDA(cudaDeviceSynchronize());
-  jb::bench::EventTimer timer;
-  std::vector<double> times;
-  int s = 0;
-  for (auto _ : state) {
-    const jb::cuda::DecodeArgs a = args_for(s);
-    s = (s + 1) % sets;
-    timer.start();
-    jb::cuda::attention_decode(a, ws);
-    timer.stop();
-    const double ms = timer.elapsed_ms();
-    times.push_back(ms);
-    state.SetIterationTime(ms * 1e-3);
-  }
-  const double ms = jb::bench::median(times);
+  const double ms = 1e3 * jb::bench::median(jb::bench::event_timed_loop(state, [&](int i) {
+                      jb::cuda::attention_decode(args_for(i % sets), ws);
+                    }));
   const double gbs = bytes / (ms * 1e-3) / 1e9;
   // The engine replays decode steps as CUDA graphs: the same calls (rotating caches) captured
   // kDecodeGraphCalls at a time, replayed, time / calls. No host launch gap between calls; the

@@ -173,18 +173,10 @@ void BM_Scan(benchmark::State& st, int64_t B, int64_t L, jb::cuda::ScanVariant v
   bind(*s[0]);
   std::string v = jb::cuda::selective_scan_fwd(a);  // warm-up (and the variant name)
   JB_CUDA(cudaDeviceSynchronize());
-  jb::bench::EventTimer timer;
-  std::vector<double> times;
-  int i = 0;
-  for (auto _ : st) {
-    bind(*s[i++ % sets]);
-    timer.start();
+  const std::vector<double> times = jb::bench::event_timed_loop(st, [&](int i) {
+    bind(*s[i % sets]);
     jb::cuda::selective_scan_fwd(a);
-    timer.stop();
-    const double sec = timer.elapsed_ms() * 1e-3;
-    times.push_back(sec);
-    st.SetIterationTime(sec);
-  }
+  });
   set_counters(st, bytes, peer_scan_ms(B, L) * 1e-3, times, v);
 }
 
@@ -235,23 +227,15 @@ void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
   a.y = y[0].get();
   std::string v = jb::cuda::causal_conv1d_fwd(a);
   JB_CUDA(cudaDeviceSynchronize());
-  jb::bench::EventTimer timer;
-  std::vector<double> times;
   const int launches = conv_launches(bytes);
-  int i = 0;
-  for (auto _ : st) {
-    timer.start();
-    for (int k = 0; k < launches; ++k) {  // rotating sets: consecutive launches miss in L2
-      a.x = x[i % sets].get();
-      a.y = y[i % sets].get();
-      ++i;
-      jb::cuda::causal_conv1d_fwd(a);
-    }
-    timer.stop();
-    const double sec = timer.elapsed_ms() * 1e-3 / launches;
-    times.push_back(sec);
-    st.SetIterationTime(sec);
-  }
+  const std::vector<double> times = jb::bench::event_timed_loop(
+      st,
+      [&](int i) {  // rotating sets: consecutive launches miss in L2
+        a.x = x[i % sets].get();
+        a.y = y[i % sets].get();
+        jb::cuda::causal_conv1d_fwd(a);
+      },
+      nullptr, launches);
   set_counters(st, bytes, 0, times,
                v + (strided ? ", x in in_proj layout" : "") + ", " + std::to_string(launches) +
                    (launches == 1 ? " launch per event pair" : " launches back-to-back"));
@@ -412,16 +396,8 @@ void BM_LayerPrefill(benchmark::State& st, int64_t B, int64_t L) {
   fill(h, "bench.layer.h", 0, 1);
   std::string v = jb::cuda::mamba_prefill(w, h.get(), out.get(), B, L, state, ws);
   JB_CUDA(cudaDeviceSynchronize());
-  jb::bench::EventTimer timer;
-  std::vector<double> times;
-  for (auto _ : st) {
-    timer.start();
-    jb::cuda::mamba_prefill(w, h.get(), out.get(), B, L, state, ws);
-    timer.stop();
-    const double sec = timer.elapsed_ms() * 1e-3;
-    times.push_back(sec);
-    st.SetIterationTime(sec);
-  }
+  const std::vector<double> times = jb::bench::event_timed_loop(
+      st, [&](int) { jb::cuda::mamba_prefill(w, h.get(), out.get(), B, L, state, ws); });
   const double weight_bytes = 2.0 * (2 * kDi * kD + (kR + 2 * kN) * kDi + kDi * kR + kD * kDi);
   set_counters(st, weight_bytes + 2.0 * B * L * (kD * 2 + kDi * 8), 0, times, "scan " + v);
   st.counters["tokens/s"] =

@@ -101,17 +101,8 @@ template <class Fn>
 double time_calls(benchmark::State& state, cudaStream_t s, Fn&& fn) {
   for (int i = 0; i < 3; ++i) fn();
   JB_CUDA(cudaStreamSynchronize(s));
-  jb::bench::EventTimer timer(s);
-  std::vector<double> secs;
-  for (auto _ : state) {
-    timer.start();
-    fn();
-    timer.stop();
-    const double sec = timer.elapsed_ms() * 1e-3;
-    secs.push_back(sec);
-    state.SetIterationTime(sec);
-  }
-  return jb::bench::median(secs);
+  return jb::bench::median(jb::bench::event_timed_loop(
+      state, [&](int) { fn(); }, s));
 }
 
 void set_bw_counters(benchmark::State& state, double bytes, double sec, int active) {

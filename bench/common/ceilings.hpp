@@ -6,6 +6,7 @@
 //   const auto& ceil = jb::bench::ceilings();   // measured once per process, then cached
 //   state.counters["x_copy"] = gbs / ceil.copy_gbs();
 #pragma once
+#include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -55,6 +56,26 @@ class EventTimer {
   cudaStream_t stream_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
+
+// The benchmark loop with CUDA-event timing: per iteration, `calls` calls of fn(i) between one
+// event pair on `stream` (i counts every call from 0, e.g. to rotate input sets); the
+// iteration's manual time is the time per call. Returns those per-call times in seconds.
+template <class Fn>
+std::vector<double> event_timed_loop(benchmark::State& state, Fn&& fn,
+                                     cudaStream_t stream = nullptr, int calls = 1) {
+  EventTimer timer(stream);
+  std::vector<double> secs;
+  int i = 0;
+  for (auto _ : state) {
+    timer.start();
+    for (int k = 0; k < calls; ++k) fn(i++);
+    timer.stop();
+    const double sec = timer.elapsed_ms() * 1e-3 / calls;
+    secs.push_back(sec);
+    state.SetIterationTime(sec);
+  }
+  return secs;
+}
 
 // A non-blocking CUDA stream owned by the object.
 struct Stream {

@@ -115,8 +115,7 @@ Ceilings measure_ceilings(size_t copy_bytes, int gemm_n, int reps) {
         },
         reps);
     c.memcpy_gbs = bytes_moved / (ms_memcpy * 1e-3) / 1e9;
-    int sms = 0;
-    JB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const int sms = jb::cuda::sm_count();
     const size_t n16 = copy_bytes / 16;
     const double ms_kernel = median_ms(
         [&] {

@@ -124,33 +124,37 @@ struct DecodeSetup {
   Stream st;
   jb::cuda::MoeWorkspace ws;
   int active = 0;
-  DecodeSetup(bool int8, int64_t T, jb::cuda::ExpertsPath path)
+  DecodeSetup(bool int8, int64_t T, jb::cuda::ExpertsPath path,
+              jb::cuda::Int8Gemv variant = jb::cuda::Int8Gemv::Auto)
       : layer(int8 ? jamba().int8_layer : jamba().bf16_layer) {
+    ws.experts.int8_gemv = variant;
     jb::cuda::moe_forward(layer, jamba().x.get(), T, jamba().out.get(), ws, path, st.s);
     JB_CUDA(cudaStreamSynchronize(st.s));
     active = ws.num_active.download()[0];
   }
 };
 
-void BM_ExpertsDecode(benchmark::State& state, bool int8) {
+void BM_ExpertsDecode(benchmark::State& state, bool int8, jb::cuda::Int8Gemv variant) {
   const int64_t T = state.range(0);
   // Routing, permutation and gathered rows once; then the expert stage alone.
-  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Gemv);
+  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Gemv, variant);
   jb::cuda::ExpertGroups g;
   g.offsets = d.ws.offsets.get();
   g.active = d.ws.active.get();
   g.num_active = d.ws.num_active.get();
   g.total_rows = T * kTopK;
   g.max_rows_per_expert = T;
+  std::string ran;
   const CapturedGraph graph(
       d.st.s,
       [&] {
-        jb::cuda::run_experts(d.layer.experts, g, d.ws.x_rows.get(), d.ws.y_rows.get(),
-                              jb::cuda::ExpertsPath::Gemv, d.ws.experts, d.st.s);
+        ran = jb::cuda::run_experts(d.layer.experts, g, d.ws.x_rows.get(), d.ws.y_rows.get(),
+                                    jb::cuda::ExpertsPath::Gemv, d.ws.experts, d.st.s);
       },
       cudaStreamCaptureModeThreadLocal);
   const double sec = time_calls(state, d.st.s, [&] { graph.launch(d.st.s); });
   set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
+  state.SetLabel(ran);
 }
 
 void BM_MoeDecode(benchmark::State& state, bool int8) {
@@ -211,10 +215,22 @@ int main(int argc, char** argv) {
     return 0;
   }
   jb::bench::add_ceilings_to_context(jb::bench::ceilings());
+  // The int8 Gemv variants one by one (int8_<variant>; the FMA one takes <= 8 rows per expert),
+  // then what Auto picks for each weight type.
+  using jb::cuda::Int8Gemv;
+  for (Int8Gemv v : {Int8Gemv::Fma, Int8Gemv::Mma}) {
+    auto* b = benchmark::RegisterBenchmark(
+        ("BM_ExpertsDecode/int8_" + std::string(jb::cuda::int8_gemv_name(v))).c_str(),
+        [v](benchmark::State& s) { BM_ExpertsDecode(s, true, v); });
+    b->ArgName("T")->Arg(1)->Arg(2)->Arg(4)->Arg(8);
+    if (v != Int8Gemv::Fma) b->Arg(12)->Arg(16);
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
   for (bool int8 : {true, false}) {
     const std::string w = int8 ? "int8" : "bf16";
-    benchmark::RegisterBenchmark(("BM_ExpertsDecode/" + w).c_str(),
-                                 [int8](benchmark::State& s) { BM_ExpertsDecode(s, int8); })
+    benchmark::RegisterBenchmark(
+        ("BM_ExpertsDecode/" + w).c_str(),
+        [int8](benchmark::State& s) { BM_ExpertsDecode(s, int8, Int8Gemv::Auto); })
         ->ArgName("T")
         ->Arg(1)
         ->Arg(2)

@@ -1,5 +1,5 @@
-// Device helpers used by more than one kernel file: PTX wrappers (asynchronous copies, the bf16
-// tensor-core MMA, the hardware 2^x) and exact SiLU. sm_80+ (cp.async, mma.sync).
+// Device helpers used by more than one kernel file: PTX wrappers (asynchronous copies, the bf16 and
+// fp16 tensor-core MMAs, the hardware 2^x) and exact SiLU. sm_80+ (cp.async, mma.sync).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -61,6 +61,16 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint3
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                                uint32_t b1) {
   mma_bf16_16816(d, a[0], a[1], a[2], a[3], b0, b1);
+}
+
+// The same with fp16 inputs (mma.m16n8k16 .f16, fp32 accumulators).
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                              uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 }  // namespace jb::cuda::dev

@@ -17,20 +17,24 @@ using experts_detail::GroupsDev;
 using experts_detail::swiglu_act;
 
 // Gemv path, FMA variant: one warp per gate/up row pair (or two down rows), fp32 FMA against
-// every activation row. Measured on an H200 (2026-11-28, Jamba-v0.1 widths, top-2 of 16) against
-// the tensor-core variant of cuda/experts_gemv_mma.cu, fraction of copy bandwidth over the
-// touched weight bytes, T = 1 / 2 / 4 / 8 / 16 tokens:
-//   int8  FMA 0.75 / 0.80 / 0.81 / 0.79 / 0.57    mma 0.71 / 0.74 / 0.73 / 0.74 / 0.66 (T=12 0.61)
-//   bf16  FMA 0.92 / 0.96 / 0.97 / 0.96 / 0.88    mma 0.83 / 0.87 / 0.88 / 0.90 / 0.84
-// so the FMA variant runs except for int8 with more than 8 rows per expert, where its
-// per-weight arithmetic (2 conversion ops + n FMAs) exceeds the issue slots an SM has at copy
-// speed and the tensor cores win.
-// 2026-11-29, H200: one kernel per row bound (GemvOccupancy) gave int8 T = 1 / 2 / 4 / 8
-// 0.82 / 0.78 / 0.80 / 0.78 (the same day's run before: 0.74 / 0.80 / 0.78 / 0.73) and bf16
-// 0.93 / 1.00 / 0.97 / 0.96. Rejected the same day: L2 bulk prefetch (cp.async.bulk.prefetch.L2)
-// of 4 KB per row ahead of the loads, plus the next generation's gate/up rows, in both Gemv
-// variants: int8 0.57-0.64 and bf16 0.60-0.66 of copy at every T, far slower.
-constexpr int kGemvFmaMaxRowsInt8 = 8;
+// every activation row. Measured on an H200 against the tensor-core variant of
+// cuda/experts_gemv_mma.cu (Jamba-v0.1 widths, top-2 of 16; fraction of copy bandwidth over the
+// touched weight bytes, T = 1 / 2 / 4 / 8 / 12 / 16 tokens; 2026-11-29, ranges over 3 runs in
+// two sessions of the machine):
+//   int8 FMA                  0.82-0.83 / 0.89-0.91 / 0.82-0.83 / 0.78-0.80 / -         / -
+//   int8 mma (fp16 operands)  0.67-0.78 / 0.75-0.83 / 0.80-0.84 / 0.82-0.85 / 0.73-0.82 / 0.72-0.82
+//   bf16 FMA                  0.93-0.94 / 1.00-1.02 / 0.97-0.99 / 0.97-0.98 / 0.91-0.92 / 0.87-0.90
+// (the bf16 tensor-core variant was slower than bf16 FMA at every T), so int8 takes the FMA
+// variant up to 4 rows per expert (the host's bound) and the tensor cores above: past that the
+// FMA variant's per-weight arithmetic (2 conversion ops + n FMAs) exceeds the issue slots an SM
+// has at copy speed. The FMA variant is steady from run to run; the tensor-core one is not (at
+// T = 16, 0.72 in one benchmark instance and 0.79 in the next, in the same process, twice).
+// Earlier the same day: one kernel per row bound (GemvOccupancy) took int8 T = 1 / 2 / 4 / 8
+// from 0.74 / 0.80 / 0.78 / 0.73 to 0.82 / 0.78 / 0.80 / 0.78; rejected: L2 bulk prefetch
+// (cp.async.bulk.prefetch.L2) of 4 KB per row ahead of the loads, plus the next generation's
+// gate/up rows, in both Gemv variants: int8 0.57-0.64 and bf16 0.60-0.66 of copy at every T.
+constexpr int kGemvFmaMaxRowsInt8 = 8;      // the largest bound the FMA kernels are built for
+constexpr int kGemvFmaAutoMaxRowsInt8 = 4;  // Int8Gemv::Auto: FMA up to here, tensor cores above
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 // Blocks per SM for launches with at most 2 rows per expert (GemvOccupancy): <= 85 registers,
@@ -383,6 +387,24 @@ const char* experts_path_name(ExpertsPath p) {
   return "?";
 }
 
+const char* int8_gemv_name(Int8Gemv v) {
+  switch (v) {
+    case Int8Gemv::Auto:
+      return "auto";
+    case Int8Gemv::Fma:
+      return "fma";
+    case Int8Gemv::Mma:
+      return "mma";
+  }
+  return "?";
+}
+
+Int8Gemv parse_int8_gemv(const std::string& s) {
+  for (Int8Gemv v : {Int8Gemv::Auto, Int8Gemv::Fma, Int8Gemv::Mma})
+    if (s == int8_gemv_name(v)) return v;
+  fail(ErrorKind::Usage, "unknown int8 gemv variant '" + s + "' (auto, fma, mma)");
+}
+
 ExpertsPath parse_experts_path(const std::string& s) {
   if (s == "auto") return ExpertsPath::Auto;
   if (s == "gemv") return ExpertsPath::Gemv;
@@ -449,15 +471,30 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
 
   if (path == ExpertsPath::Gemv) {
     ensure(ws.act, static_cast<size_t>(g.total_rows * inter));
-    if (is_int8 && g.max_rows_per_expert > kGemvFmaMaxRowsInt8) {
-      experts_detail::launch_gemv_mma<int8_t>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale,
-                                              w, g, x_rows, ws.act.get(), y_rows, stream);
-      return "gemv_mma_int8";
-    }
     if (is_int8) {
-      launch_gemv<int8_t, kGemvFmaMaxRowsInt8>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale,
-                                               w, g, x_rows, ws.act.get(), y_rows, stream);
-      return "gemv_int8";
+      Int8Gemv v = ws.int8_gemv;
+      if (v == Int8Gemv::Auto)
+        v = g.max_rows_per_expert > kGemvFmaAutoMaxRowsInt8 ? Int8Gemv::Mma : Int8Gemv::Fma;
+      if (v == Int8Gemv::Fma && g.max_rows_per_expert > kGemvFmaMaxRowsInt8)
+        fail(ErrorKind::Unsupported,
+             "experts gemv: the int8 FMA variant takes <= " + std::to_string(kGemvFmaMaxRowsInt8) +
+                 " rows per expert (got up to " + std::to_string(g.max_rows_per_expert) + ")");
+      if (v == Int8Gemv::Fma) {
+        launch_gemv<int8_t, kGemvFmaMaxRowsInt8>(w.gate_up_q, w.gate_up_scale, w.down_q,
+                                                 w.down_scale, w, g, x_rows, ws.act.get(), y_rows,
+                                                 stream);
+        return "gemv_int8";
+      }
+      const size_t rows = static_cast<size_t>(g.total_rows);
+      ensure(ws.x_f16, rows * d);
+      ensure(ws.act_f16, rows * inter);
+      ensure(ws.x_f16_scale, rows);
+      ensure(ws.act_f16_scale, rows);
+      const experts_detail::F16Operands f16{ws.x_f16.get(), ws.x_f16_scale.get(), ws.act_f16.get(),
+                                            ws.act_f16_scale.get()};
+      experts_detail::launch_gemv_mma<int8_t>(w.gate_up_q, w.gate_up_scale, w.down_q, w.down_scale,
+                                              w, g, x_rows, ws.act.get(), y_rows, f16, stream);
+      return "gemv_mma_f16_int8";
     }
     launch_gemv<bf16, kGemvMaxRows>(w.gate_up, nullptr, w.down, nullptr, w, g, x_rows, ws.act.get(),
                                     y_rows, stream);

@@ -14,13 +14,14 @@
 // Two paths, same maths:
 //   Gemv: for decode (<= 16 rows per expert), two launches (gate/up + act, then down), scale
 //     applied once to each fp32 sum, deterministic reduction order. Two variants:
-//     - FMA (cuda/experts.cu, all bf16, int8 with <= 8 rows per expert): one warp per weight
+//     - FMA (cuda/experts.cu, all bf16, int8 with <= 4 rows per expert): one warp per weight
 //       row pair, fp32 FMA against every activation row, kernels instantiated per bound on
 //       rows per expert (1, 2, 4, 8, 16) so that small bounds get more warps per SM;
 //     - tensor-core (cuda/experts_gemv_mma.cu, int8 with more rows): persistent launches sized
-//       by occupancy, down as a programmatic dependent launch; weights converted exactly to
-//       bf16 for mma.m16n8k16, K split over the 8 warps of a block and the partial sums added in
-//       warp order through shared memory.
+//       by occupancy, chained as programmatic dependent launches; weights converted exactly to
+//       fp16 for mma.m16n8k16, activations rescaled per row by a power of two into fp16, K split
+//       over the 8 warps of a block and the partial sums added in warp order through shared
+//       memory.
 //     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
 //   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below).
 //     For int8 weights the expert's q values are first converted to a bf16 scratch copy (exact: |q|
@@ -35,6 +36,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <cuda_fp16.h>
 
 #include "cuda/common.cuh"
 
@@ -75,6 +78,16 @@ ExpertsPath parse_experts_path(const std::string& s);  // "auto" | "gemv" | "gem
 // Largest rows-per-expert the Gemv path handles; Auto takes Gemv up to here.
 constexpr int64_t kGemvMaxRows = 16;
 
+// Which Gemv variant int8 weights take (benchmarks and compare cases pin one; Auto chooses by
+// the row bound, see run_experts):
+//   Fma  fp32 FMA per weight and activation row (<= 8 rows per expert)
+//   Mma  tensor cores with fp16 operands: int8 -> fp16 exactly (one xor, two byte-permutes and
+//        two f16x2 subtracts per 4 weights), activations rescaled per row by a power of two
+//        into fp16 (cuda/experts_gemv_mma.cu)
+enum class Int8Gemv { Auto, Fma, Mma };
+const char* int8_gemv_name(Int8Gemv v);
+Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
+
 // One concurrent stream of the Gemm path with its own cuBLAS handle and scratch (grown on
 // demand, never shrunk). Experts on different lanes overlap, so one expert GEMM's last partial
 // wave shares the GPU with the next expert's first.
@@ -97,6 +110,11 @@ struct ExpertLane {
 // Scratch reused across calls.
 struct ExpertsWorkspace {
   DeviceBuffer<bf16> act;  // Gemv: [rows, I]
+  Int8Gemv int8_gemv = Int8Gemv::Auto;
+  // Mma: x and act as fp16 times 2^-s per row (pairs within each 4 elements interleaved
+  // to match the weights' conversion), and 2^s per row.
+  DeviceBuffer<__half> x_f16, act_f16;
+  DeviceBuffer<float> x_f16_scale, act_f16_scale;
   // Gemm path: experts dealt round-robin to this many lanes (1: everything on the caller's
   // stream, in expert order).
   int gemm_lanes = kDefaultGemmLanes;
@@ -106,7 +124,7 @@ struct ExpertsWorkspace {
 };
 
 // y_rows[r] = Expert_{e(r)}(x_rows[r]) (bf16 [total_rows, d]). Returns the variant that ran
-// ("gemv_bf16", "gemv_int8", "gemv_mma_int8", "gemm_bf16", "gemm_int8"). Gemv requires
+// ("gemv_bf16", "gemv_int8", "gemv_mma_f16_int8", "gemm_bf16", "gemm_int8"). Gemv requires
 // max_rows_per_expert <= kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers
 // (Error{Unsupported} otherwise when forced; Auto falls back to Gemm).
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,

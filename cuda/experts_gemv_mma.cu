@@ -1,5 +1,8 @@
 // Experts Gemv path, tensor-core variant (see cuda/experts.cu for when it runs).
 #include <algorithm>
+#include <cstring>
+#include <string>
+#include <type_traits>
 
 #include "cuda/experts_internal.cuh"
 
@@ -10,14 +13,22 @@ namespace {
 // one warp per gate/up row pair, fp32 FMA against every activation row) spends per int8 weight
 // 2 conversion ops plus n FMAs plus 1/2 op converting activations: at n >= 4 rows per expert that
 // exceeds the ~8 issue slots per weight an SM has at copy speed (16 B/clk/SM). Here the dot
-// products run on the tensor cores (mma.m16n8k16, bf16 in, fp32 accumulate): the weights are
-// converted to bf16 once (exact, |q| <= 127) and every activation row up to 8 (or 16) costs
-// nothing more, ~2.75 ALU ops per int8 weight at every n. It runs only for int8 with more than
-// 8 rows per expert (the host's bound), where it measured faster: the comparison is at the top
-// of cuda/experts.cu. Why it stays below copy speed (Nsight Compute, H200, 2026-11-29, T = 16):
-// the ALU pipe at 55% (the byte permutes of the int8 -> bf16 conversion), 52% issue, and
-// long-scoreboard stalls 1.9-2.5 of 6.9 cycles per instruction: both conversion work and memory
-// latency.
+// products run on the tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate), so every
+// activation row up to 8 (or 16) costs nothing more per weight. When it runs: cuda/experts.cu.
+//
+// Operands in fp16, not bf16. int8 -> fp16 is the 1024 + u trick: fp16 has 10 mantissa bits,
+// so 0x6400 | u is exactly 1024 + u for a byte u = b ^ 0x80 = b + 128, and one f16x2 subtract of
+// 1152 leaves b: per 4 weights one xor, two byte-permutes, two subtracts (3 ALU-pipe ops). bf16
+// has 7 mantissa bits, so the same needs a detour through fp32: 11 ops per 4 weights (7 on the
+// ALU pipe), and that variant (bf16 operands, until 2026-11-29) was conversion-bound: Nsight
+// Compute at T = 16 showed the ALU pipe at 55% and 52% issue; on an H200 it ran at 0.68 / 0.72 /
+// 0.75 / 0.77 / 0.72 / 0.69 of copy at T = 1 / 2 / 4 / 8 / 12 / 16, this one at 0.78 / 0.83 /
+// 0.84 / 0.85 / 0.82 / 0.82 (same run). The activations then have to be fp16 too:
+// to_f16_rows_kernel rescales each row of x and of act by a power of two 2^-s so that its
+// largest element lies in [2^14, 2^15): nothing overflows, every bf16 value down to 2^-31 of the
+// row's largest converts exactly, smaller ones round to within 2^-39 of it. The fp32 sums are
+// multiplied by 2^s (exact) before the weight row scale. Compare cases with x ~ N(0, 1e12) and
+// N(0, 1e-14) (gemv=mma,xstd=...) check the rescaling.
 //
 // Work split: a unit is 32 weight rows of one expert (gate/up: 16 intermediates, gate and up
 // rows of each in the same thread; down: 32 output columns) over the whole reduction length K;
@@ -35,28 +46,35 @@ constexpr int kGemvBlocksPerSm = 2;  // __launch_bounds__: <= 128 registers
 constexpr int kGemvPieces = 2;
 constexpr int kUnitRows = 32;  // two m16 tiles
 
-using dev::mma_bf16_16816;
+// int8 weights per 16-byte piece. (bf16 weights, 8 per piece passed through, ran slower than
+// the FMA variant.)
+constexpr int kPieceElems = 16;
 
-// A 16-byte weight piece as bf16 pairs, in k order: word j holds elements 2j (low half) and
-// 2j + 1. The conversion is exact.
-template <class WT>
-struct WPiece;
-
-// (A bf16 specialisation, 8 elements passed through, ran slower than the FMA variant.)
-template <>
-struct WPiece<int8_t> {
-  static constexpr int kElems = 16;
-  // int8x4_to_f32 gives b exactly as a float; b (8 significant bits) is exact in bf16, so the
-  // upper half of each float is bf16(b): two more byte-permutes per 4 weights.
-  static __device__ __forceinline__ void to_bf16x2(const uint4& v, uint32_t (&o)[8]) {
+// The operands: a 16-byte piece of int8 weights (elements 0..15 of a lane's k range) as 8
+// words of fp16 pairs, word 2s + h feeding k step s (A registers a0/a1 for h = 0, a2/a3 for
+// h = 1), and the MMA. The activations' fp16 pairs must hold the same elements.
+struct OperandF16 {
+  using XT = __half;
+  // Word 2s: elements 4s, 4s + 2; word 2s + 1: 4s + 1, 4s + 3 (the interleave
+  // to_f16_rows_kernel stores x and act in). Byte u = b ^ 0x80 = b + 128 under 0x64 is the fp16
+  // 1024 + u; subtracting 1152 (0x6480) leaves b exactly.
+  static __device__ __forceinline__ void to_pairs(const uint4& v, uint32_t (&o)[8]) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      float f[4];
-      int8x4_to_f32(w[k], f);
-      o[2 * k + 0] = __byte_perm(__float_as_uint(f[0]), __float_as_uint(f[1]), 0x7632);
-      o[2 * k + 1] = __byte_perm(__float_as_uint(f[2]), __float_as_uint(f[3]), 0x7632);
+      const uint32_t u = w[k] ^ 0x80808080u;
+      o[2 * k + 0] = hsub2(__byte_perm(u, 0x64646464u, 0x4240), 0x64806480u);
+      o[2 * k + 1] = hsub2(__byte_perm(u, 0x64646464u, 0x4341), 0x64806480u);
     }
+  }
+  static __device__ __forceinline__ uint32_t hsub2(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+  }
+  static __device__ __forceinline__ void mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+    dev::mma_f16_16816(d, a0, a1, a2, a3, b0, b1);
   }
 };
 
@@ -119,10 +137,9 @@ __device__ __forceinline__ void advance(UnitPos& p, int steps, int unit_end, con
 // to the warps round-robin, and the 4 lanes of an mma thread group (q = lane % 4) take the 4
 // pieces of a chunk. A and B use the same permutation of k, so any order of k is a valid
 // reduction order.
-template <class WT>
 __device__ __forceinline__ int64_t piece_k(int ks, int u) {
   const int warp = threadIdx.x >> 5, q = threadIdx.x & 3;
-  return ((int64_t(ks) * kGemvPieces + u) * kGemvWarps * 4 + warp * 4 + q) * WPiece<WT>::kElems;
+  return ((int64_t(ks) * kGemvPieces + u) * kGemvWarps * 4 + warp * 4 + q) * kPieceElems;
 }
 
 template <class WT, Stage ST>
@@ -138,7 +155,7 @@ __device__ __forceinline__ void load_step(uint4 (&buf)[4][kGemvPieces], const Un
     const WT* row = w + (int64_t(p.e) * geo.rows_per_expert() + r) * K;
 #pragma unroll
     for (int u = 0; u < kGemvPieces; ++u) {
-      const int64_t k = piece_k<WT>(p.ks, u);
+      const int64_t k = piece_k(p.ks, u);
       buf[j][u] = make_uint4(0u, 0u, 0u, 0u);
       // Weights are streamed once: evict-first, keep L1/L2 for the activations.
       if (r >= 0 && k < K) buf[j][u] = __ldcs(reinterpret_cast<const uint4*>(row + k));
@@ -166,14 +183,14 @@ __device__ __forceinline__ float unit_sum(const GemvSmem<NT>& sm, int par, int r
 
 template <class WT, Stage ST, int NT>
 __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces], const UnitPos& p,
-                                             const bf16* __restrict__ x,
+                                             const __half* __restrict__ x,
                                              const StageGeom<WT, ST>& geo, float (&acc)[2][NT][4]) {
-  constexpr int V = WPiece<WT>::kElems;
+  constexpr int V = kPieceElems;
   const int g = (threadIdx.x & 31) >> 2;
   const int64_t K = geo.k_len();
 #pragma unroll
   for (int u = 0; u < kGemvPieces; ++u) {
-    const int64_t k = piece_k<WT>(p.ks, u);
+    const int64_t k = piece_k(p.ks, u);
     // B fragments: activation row t = g + 8 nt at the same k as this lane's weight piece.
     uint32_t xb[NT][V / 2];
 #pragma unroll
@@ -193,10 +210,10 @@ __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
 #pragma unroll
     for (int m = 0; m < 2; ++m) {
       uint32_t a0[V / 2], a1[V / 2];  // rows g and g + 8 of m16 tile m
-      WPiece<WT>::to_bf16x2(buf[2 * m][u], a0);
-      WPiece<WT>::to_bf16x2(buf[2 * m + 1][u], a1);
-      // k step s covers piece elements 4s..4s+3: thread k slots (2q, 2q + 1) <- 4s, 4s + 1 and
-      // (2q + 8, 2q + 9) <- 4s + 2, 4s + 3, for A and B alike.
+      OperandF16::to_pairs(buf[2 * m][u], a0);
+      OperandF16::to_pairs(buf[2 * m + 1][u], a1);
+      // k step s covers piece elements 4s..4s+3: thread k slots (2q, 2q + 1) <- word 2s and
+      // (2q + 8, 2q + 9) <- word 2s + 1 (OperandF16's pairing), for A and B alike.
 #pragma unroll
       for (int s = 0; s < V / 4; ++s)
 #pragma unroll
@@ -204,17 +221,19 @@ __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
           // Tiles past the expert's rows hold zeros: skip their products (a uniform branch: n is
           // the unit's). With NT = 2 (the host's bound > 8 rows) most experts still have <= 8.
           if (nt == 0 || p.n > 8 * nt)
-            mma_bf16_16816(acc[m][nt], a0[2 * s], a1[2 * s], a0[2 * s + 1], a1[2 * s + 1],
-                           xb[nt][2 * s], xb[nt][2 * s + 1]);
+            OperandF16::mma(acc[m][nt], a0[2 * s], a1[2 * s], a0[2 * s + 1], a1[2 * s + 1],
+                            xb[nt][2 * s], xb[nt][2 * s + 1]);
     }
   }
 }
 
-// End of a unit: partial sums to shared memory, one barrier, fixed-order sums, the row scale
-// once on the fp32 sum, and the contract's store point.
+// End of a unit: partial sums to shared memory, one barrier, fixed-order sums, the activation
+// row's factor (fp16 operands: 2^s, exact) and the weight row scale once on the fp32 sum, and
+// the contract's store point.
 template <class WT, Stage ST, int NT>
 __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>& sm, int& par,
                                             const UnitPos& p, const float* __restrict__ scale,
+                                            const float* __restrict__ x_scale,
                                             const StageGeom<WT, ST>& geo, bf16* __restrict__ out) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
@@ -241,8 +260,9 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
         sg = scale[int64_t(p.e) * 2 * geo.inter + i];
         su = scale[int64_t(p.e) * 2 * geo.inter + geo.inter + i];
       }
+      const float xs = x_scale != nullptr ? x_scale[p.row0 + t] : 1.0f;
       out[(int64_t(p.row0) + t) * geo.inter + i] =
-          swiglu_act(unit_sum(sm, par, r, t) * sg, unit_sum(sm, par, r + 8, t) * su);
+          swiglu_act(unit_sum(sm, par, r, t) * xs * sg, unit_sum(sm, par, r + 8, t) * xs * su);
     }
   } else {
     // 32 columns x 16 rows: two (c, t) per thread.
@@ -253,7 +273,9 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
       const int t = (threadIdx.x >> 5) + 8 * half;
       if (t < n && c < geo.d) {
         const float s = scale != nullptr ? scale[int64_t(p.e) * geo.d + c] : 1.0f;
-        out[(int64_t(p.row0) + t) * geo.d + c] = __float2bfloat16_rn(unit_sum(sm, par, cl, t) * s);
+        const float xs = x_scale != nullptr ? x_scale[p.row0 + t] : 1.0f;
+        out[(int64_t(p.row0) + t) * geo.d + c] =
+            __float2bfloat16_rn(unit_sum(sm, par, cl, t) * xs * s);
       }
     }
   }
@@ -261,12 +283,13 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
 }
 
 // One stage over all active experts. NT = activation-row tiles of 8 (1: <= 8 rows per expert,
-// 2: <= 16). Gate/up writes act (x = x_rows); down reads act (x = act) and writes y.
+// 2: <= 16). Gate/up writes act (x = x_rows or its fp16 copy); down reads act (or its fp16 copy)
+// and writes y. x_scale: the fp16 rows' factors 2^s (nullptr for bf16 operands).
 template <class WT, Stage ST, int NT>
 __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
     gemv_stage_kernel(const WT* __restrict__ w, const float* __restrict__ scale,
-                      const bf16* __restrict__ x, GroupsDev g, int64_t d, int64_t inter,
-                      bf16* __restrict__ out) {
+                      const __half* __restrict__ x, const float* __restrict__ x_scale, GroupsDev g,
+                      int64_t d, int64_t inter, bf16* __restrict__ out) {
   __shared__ GemvSmem<NT> sm;
   if (ST == Stage::GateUp) pdl_launch_dependents();
   const StageGeom<WT, ST> geo{d, inter};
@@ -275,8 +298,9 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   const int64_t chunks = (geo.k_len() * int64_t(sizeof(WT)) + 63) / 64;
   const int steps =
       static_cast<int>((chunks + kGemvWarps * kGemvPieces - 1) / (kGemvWarps * kGemvPieces));
-  // The routing (num_active, active, offsets) comes from kernels before the gate/up stage, so
-  // the down stage may read it before pdl_wait_primary.
+  // The routing (num_active, active, offsets) comes from kernels before the first launch of the
+  // chain (the one launched without the programmatic attribute), so it is complete here, before
+  // pdl_wait_primary.
   const int64_t units = int64_t(*g.num_active) * tpe;
   const int unit_begin = static_cast<int>(units * blockIdx.x / gridDim.x);
   const int unit_end = static_cast<int>(units * (blockIdx.x + 1) / gridDim.x);
@@ -302,13 +326,16 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   advance(ld, steps, unit_end, g, tpe);
   load_step(wb, ld, unit_end, w, geo);
   advance(ld, steps, unit_end, g, tpe);
-  if (ST == Stage::Down) pdl_wait_primary();  // act is complete from here on
+  // x (the fp16 copy of x or of act) is complete from here on.
+  pdl_wait_primary();
 
   // The two register buffers alternate by name, not by index, so they stay in registers (the
   // two halves of the loop body are the same step on wa and on wb).
+  // (Issuing the refill before a unit's end, so that the stream goes on during the barrier,
+  // measured slower on an H200: 0.67-0.77 of copy against 0.78-0.85.)
   for (int64_t s = 0; s < total; s += 2) {
     compute_step<WT, ST, NT>(wa, cp, x, geo, acc);
-    if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, geo, out);
+    if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, x_scale, geo, out);
     advance(cp, steps, unit_end, g, tpe);
     if (s + 2 < total) {
       load_step(wa, ld, unit_end, w, geo);
@@ -316,13 +343,74 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
     }
     if (s + 1 >= total) break;
     compute_step<WT, ST, NT>(wb, cp, x, geo, acc);
-    if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, geo, out);
+    if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, x_scale, geo, out);
     advance(cp, steps, unit_end, g, tpe);
     if (s + 3 < total) {
       load_step(wb, ld, unit_end, w, geo);
       advance(ld, steps, unit_end, g, tpe);
     }
   }
+}
+
+// Rows of x [rows, cols] (cols % 8 == 0) as fp16 for OperandF16: out = x * 2^-s_r with s_r =
+// e_r - 14, where 2^e_r <= max_c |x[r, c]| < 2^(e_r + 1) (clamped to [-100, 100]; 0 for a row
+// of zeros or with an infinity), so every |out| < 2^15 and bf16 values down to 2^-31 of the row
+// maximum convert exactly; row_scale[r] = 2^s_r. Elements 4j..4j+3 are stored in the order 4j,
+// 4j + 2, 4j + 1, 4j + 3 (OperandF16's pairing). One block per row; a programmatic dependent
+// (waits for x before reading it).
+constexpr int kToF16Threads = 256;
+
+__device__ __forceinline__ float pow2i(int s) {
+  return __uint_as_float(static_cast<uint32_t>(s + 127) << 23);  // s in [-126, 127]
+}
+
+__global__ void __launch_bounds__(kToF16Threads)
+    to_f16_rows_kernel(const bf16* __restrict__ x, int64_t cols, __half* __restrict__ out,
+                       float* __restrict__ row_scale) {
+  pdl_launch_dependents();
+  pdl_wait_primary();
+  __shared__ float warp_max[kToF16Threads / 32];
+  const int64_t r = blockIdx.x;
+  const uint4* src = reinterpret_cast<const uint4*>(x + r * cols);
+  const int64_t n8 = cols / 8;
+  float m = 0.0f;  // fmaxf skips NaN: a NaN element stays NaN in fp16 and in the sums
+  for (int64_t j = threadIdx.x; j < n8; j += kToF16Threads) {
+    const uint4 v = src[j];
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      m = fmaxf(
+          m, fmaxf(fabsf(__uint_as_float(w[k] << 16)), fabsf(__uint_as_float(w[k] & 0xffff0000u))));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+  __syncthreads();
+  m = warp_max[0];
+#pragma unroll
+  for (int k = 1; k < kToF16Threads / 32; ++k) m = fmaxf(m, warp_max[k]);
+  const int field = static_cast<int>(__float_as_uint(m) >> 23);  // m >= 0: no sign bit
+  int s = 0;
+  if (m > 0.0f && field < 255) s = min(max((field == 0 ? -127 : field - 127) - 14, -100), 100);
+  const float down = pow2i(-s);
+  uint4* dst = reinterpret_cast<uint4*>(out + r * cols);
+  for (int64_t j = threadIdx.x; j < n8; j += kToF16Threads) {
+    const uint4 v = src[j];
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    float f[8];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      f[2 * k] = __uint_as_float(w[k] << 16) * down;
+      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u) * down;
+    }
+    const __half2 h[4] = {__floats2half2_rn(f[0], f[2]), __floats2half2_rn(f[1], f[3]),
+                          __floats2half2_rn(f[4], f[6]), __floats2half2_rn(f[5], f[7])};
+    uint4 o;
+    static_assert(sizeof(h) == sizeof(o));
+    memcpy(&o, h, sizeof(o));
+    dst[j] = o;
+  }
+  if (threadIdx.x == 0) row_scale[r] = pow2i(s);
 }
 
 // Blocks of one gemv stage kernel that fit on the device at once (queried once per instance).
@@ -333,10 +421,29 @@ int64_t gemv_grid_capacity() {
   return cap;
 }
 
+// A launch with the programmatic-stream-serialization attribute (sm_90 programmatic dependent
+// launch; captured into graphs as a programmatic edge): the kernel may start before the previous
+// one in the stream finishes, and must griddepcontrol.wait before reading its outputs.
+template <class... KArgs, class... Args>
+void launch_pdl(void (*kernel)(KArgs...), unsigned grid, int threads, cudaStream_t stream,
+                Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  JB_CUDA(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...));
+}
+
 template <class WT, int NT>
 void launch_gemv_nt(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
                     const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
-                    bf16* y_rows, cudaStream_t stream) {
+                    bf16* y_rows, const F16Operands& f16, cudaStream_t stream) {
   const GroupsDev gd{g.offsets, g.active, g.num_active};
   // Each active expert owns at least one row, so at most min(E, rows) slots are used; the
   // kernels read the actual count and balance the units over the grid.
@@ -348,40 +455,44 @@ void launch_gemv_nt(const WT* gate_up, const float* gu_scale, const WT* down, co
   const auto grid = [](int64_t units, int64_t cap) {
     return static_cast<unsigned>(std::max<int64_t>(1, std::min(units, cap)));
   };
-  gemv_stage_kernel<WT, Stage::GateUp, NT>
-      <<<grid(gu_units, gemv_grid_capacity<WT, Stage::GateUp, NT>()), kGemvThreads, 0, stream>>>(
-          gate_up, gu_scale, x_rows, gd, w.d, w.inter, act);
-  JB_LAUNCH("gemv_stage_kernel(gate_up)");
-  // Down as a programmatic dependent launch (captured into graphs as a programmatic edge): its
-  // blocks fill the SMs the gate/up tail frees and start streaming down weights early.
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid(dn_units, gemv_grid_capacity<WT, Stage::Down, NT>()));
-  cfg.blockDim = dim3(kGemvThreads);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  JB_CUDA(cudaLaunchKernelEx(&cfg, gemv_stage_kernel<WT, Stage::Down, NT>, down, d_scale,
-                             static_cast<const bf16*>(act), gd, w.d, w.inter, y_rows));
+  const unsigned rows = static_cast<unsigned>(g.total_rows);
+  const unsigned gu_grid = grid(gu_units, gemv_grid_capacity<WT, Stage::GateUp, NT>());
+  const unsigned dn_grid = grid(dn_units, gemv_grid_capacity<WT, Stage::Down, NT>());
+  // Chain: x -> fp16 (a plain launch: everything before it, the routing included, is complete
+  // when it starts), then gate/up, act -> fp16 and down, each a programmatic dependent of the
+  // one before: its blocks fill the SMs its predecessor's tail frees and start streaming
+  // weights before the predecessor's outputs are complete.
+  to_f16_rows_kernel<<<rows, kToF16Threads, 0, stream>>>(x_rows, w.d, f16.x, f16.x_scale);
+  JB_LAUNCH("to_f16_rows_kernel(x)");
+  launch_pdl(gemv_stage_kernel<WT, Stage::GateUp, NT>, gu_grid, kGemvThreads, stream, gate_up,
+             gu_scale, static_cast<const __half*>(f16.x), static_cast<const float*>(f16.x_scale),
+             gd, w.d, w.inter, act);
+  launch_pdl(to_f16_rows_kernel, rows, kToF16Threads, stream, static_cast<const bf16*>(act),
+             w.inter, f16.act, f16.act_scale);
+  launch_pdl(gemv_stage_kernel<WT, Stage::Down, NT>, dn_grid, kGemvThreads, stream, down, d_scale,
+             static_cast<const __half*>(f16.act), static_cast<const float*>(f16.act_scale), gd, w.d,
+             w.inter, y_rows);
 }
 
 }  // namespace
 
-// Two activation tiles (up to 16 rows per expert): the caller (run_experts) sends bounds <= 8
-// to the FMA variant, so NT = 1 is not instantiated.
+// One activation tile for bounds <= 8 rows per expert, two up to 16.
 template <class WT>
 void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
                      const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
-                     bf16* y_rows, cudaStream_t stream) {
-  launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, stream);
+                     bf16* y_rows, const F16Operands& f16, cudaStream_t stream) {
+  if (g.max_rows_per_expert < 1 || g.max_rows_per_expert > 16)
+    fail(ErrorKind::Internal, "experts mma gemv: row bound " +
+                                  std::to_string(g.max_rows_per_expert) + " outside [1, 16]");
+  if (g.max_rows_per_expert <= 8)
+    launch_gemv_nt<WT, 1>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, f16, stream);
+  else
+    launch_gemv_nt<WT, 2>(gate_up, gu_scale, down, d_scale, w, g, x_rows, act, y_rows, f16, stream);
 }
 
 template void launch_gemv_mma<int8_t>(const int8_t*, const float*, const int8_t*, const float*,
                                       const ExpertWeights&, const ExpertGroups&, const bf16*, bf16*,
-                                      bf16*, cudaStream_t);
+                                      bf16*, const F16Operands&, cudaStream_t);
 // bf16 weights work here too but measured slower than the FMA variant at every T (experts.cu);
 // not instantiated.
 

@@ -1,6 +1,8 @@
 // Internal to the experts (cuda/experts.cu and cuda/experts_gemv_mma.cu): the SwiGLU store
 // point and the device view of the expert groups.
 #pragma once
+#include <cuda_fp16.h>
+
 #include "cuda/device_util.cuh"
 #include "cuda/experts.hpp"
 
@@ -31,11 +33,20 @@ __device__ __forceinline__ void int8x4_to_f32(uint32_t w, float (&f)[4]) {
     f[b] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440 + b)) - 8388736.0f;
 }
 
+// The fp16 operands of the tensor-core Gemv variant (Int8Gemv::Mma in cuda/experts.hpp): x and act
+// as fp16 rescaled per row, [rows, d] and [rows, I], and the per-row factors that undo it.
+struct F16Operands {
+  __half* x;
+  float* x_scale;
+  __half* act;
+  float* act_scale;
+};
+
 // Tensor-core Gemv (cuda/experts_gemv_mma.cu): both stages for every active expert, up to
-// 16 rows per expert; instantiated for int8 weights.
+// 16 rows per expert; int8 weights, fp16 operands (x and act converted into f16 on the way).
 template <class WT>
 void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, const float* d_scale,
                      const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
-                     bf16* y_rows, cudaStream_t stream);
+                     bf16* y_rows, const F16Operands& f16, cudaStream_t stream);
 
 }  // namespace jb::cuda::experts_detail

@@ -71,7 +71,9 @@ struct MoeParams {
   std::string route = "rand";  // rand | one | skip | tie
   bool int8 = false;           // weights=int8
   cuda::ExpertsPath path = cuda::ExpertsPath::Auto;
-  int64_t sample = 0;  // rows=S: compare S sampled rows (0: all)
+  cuda::Int8Gemv gemv = cuda::Int8Gemv::Auto;  // gemv=auto|fma|mma (int8 weights)
+  float x_std = 1.0f;                          // xstd= (MLP, EXPERT_INT8: x ~ N(0, xstd^2))
+  int64_t sample = 0;                          // rows=S: compare S sampled rows (0: all)
   bool stream_ref = false;
 };
 
@@ -89,6 +91,10 @@ MoeParams moe_params(const Case& c) {
     fail(ErrorKind::Usage, "case " + c.str() + ": weights must be bf16 or int8");
   p.int8 = wt == "int8";
   p.path = cuda::parse_experts_path(get_s(c, "path", "auto"));
+  p.gemv = cuda::parse_int8_gemv(get_s(c, "gemv", "auto"));
+  p.x_std = c.has("xstd") ? std::stof(c.get("xstd")) : 1.0f;
+  if (!(p.x_std > 0.0f) || !std::isfinite(p.x_std))
+    fail(ErrorKind::Usage, "case " + c.str() + ": xstd must be a positive number");
   p.sample = get_i(c, "rows", 0);
   p.stream_ref = get_s(c, "ref", "full") == "stream" || p.sample > 0;
   if (p.T < 0 || p.d < 1 || p.inter < 1 || p.E < 1 || p.k < 1 || p.k > p.E)
@@ -534,6 +540,7 @@ Outputs moe_kernel(const Case& c, KernelRun& run) {
   layer.renormalize = p.renorm;
   layer.experts = experts->view;
   cuda::MoeWorkspace ws;
+  ws.experts.int8_gemv = p.gemv;
   const std::vector<float> full = run_guarded_bf16(p.T, p.d, run, [&](cuda::bf16* out) {
     run.variant = cuda::moe_forward(layer, x.get(), p.T, out, ws, p.path);
   });
@@ -551,7 +558,9 @@ double moe_flops(const Case& c) {
 // MLP (dense SwiGLU, one expert) and EXPERT_INT8 (one int8 expert)
 
 std::vector<float> mlp_x(const MoeParams& p, uint64_t seed) {
-  return host_normal(static_cast<size_t>(p.T * p.d), seed, "mlp.x", 0.0f, 1.0f);
+  // Rounded to bf16 after the scaling (host_normal rounds), so the kernel and the references
+  // get the same values.
+  return host_normal(static_cast<size_t>(p.T * p.d), seed, "mlp.x", 0.0f, p.x_std);
 }
 
 Outputs mlp_reference_impl(const Case& c, Precision prec, bool int8) {
@@ -606,6 +615,7 @@ Outputs mlp_kernel_impl(const Case& c, KernelRun& run, bool int8, bool host_quan
     de = device_experts(c.seed, "mlp", 1, p.d, p.inter, int8);
   }
   cuda::MoeWorkspace ws;
+  ws.experts.int8_gemv = p.gemv;
   const std::vector<float> full = run_guarded_bf16(p.T, p.d, run, [&](cuda::bf16* out) {
     run.variant = cuda::mlp_forward(de->view, x.get(), p.T, out, ws, p.path);
   });

@@ -84,6 +84,11 @@ inline std::vector<Case> moe_cases() {
   for (const char* w : {"bf16", "int8"})
     for (int64_t T : {1, 7, 16, 33})
       v.push_back(moe_case(T, 2064, 4112, 4, 2, 0, "rand", w, "auto"));
+  // The fp16 tensor-core Gemv (int8) inside the whole block: mixed rows per expert, one tile
+  // and two.
+  for (int64_t T : {7, 16})
+    v.push_back(moe_case(T, 128, 256, 16, 2, 0, "rand", "int8", "gemv").set("gemv", "mma"));
+  v.push_back(moe_case(16, 128, 256, 16, 1, 0, "one", "int8", "gemv").set("gemv", "mma"));
   // Reference-consistency case: the streaming reference (used for big cases) on a small case.
   v.push_back(moe_case(64, 128, 256, 16, 2, 0, "rand", "int8", "auto").set("ref", "stream"));
   // Jamba-v0.1 MoE layer: 4096 x 14336, 16 experts, top-2, no renormalisation.
@@ -120,8 +125,24 @@ inline std::vector<Case> expert_int8_cases() {
   v.push_back(mlp_case("EXPERT_INT8", 7, 128, 256, "gemm"));
   for (int64_t T : {1, 4, 16, 64}) v.push_back(mlp_case("EXPERT_INT8", T, 2064, 4112, "auto"));
   v.push_back(mlp_case("EXPERT_INT8", 7, 100, 136, "auto"));
+  // Every int8 Gemv variant pinned (gemv=, cuda/experts.hpp Int8Gemv) on one activation tile
+  // (<= 8 rows) and two, and the fp16 one's per-row rescaling on activations far outside fp16's
+  // range (xstd=1e6: |x| up to ~5e6 > 65504; xstd=1e-7: below fp16's smallest normal 6e-5).
+  for (const char* gemv : {"fma", "mma"})
+    for (int64_t T : {1, 5, 8, 9, 16}) {
+      if (T > 8 && std::string(gemv) == "fma") continue;
+      v.push_back(mlp_case("EXPERT_INT8", T, 128, 256, "gemv").set("gemv", gemv));
+    }
+  for (int64_t T : {1, 16})
+    v.push_back(mlp_case("EXPERT_INT8", T, 2064, 4112, "gemv").set("gemv", "mma"));
+  for (const char* xstd : {"1e6", "1e-7"})
+    for (int64_t T : {4, 16})
+      v.push_back(
+          mlp_case("EXPERT_INT8", T, 128, 256, "gemv").set("gemv", "mma").set("xstd", xstd));
   for (int64_t T : {1, 16})
     v.push_back(mlp_case("EXPERT_INT8", T, 4096, 14336, "auto").set("big", "1"));
+  for (int64_t T : {2, 8})
+    v.push_back(mlp_case("EXPERT_INT8", T, 4096, 14336, "gemv").set("gemv", "mma").set("big", "1"));
   return v;
 }
 

@@ -5,7 +5,10 @@
 //   BM_ExpertsDecode/<int8|bf16>/T   the expert stage alone (gate/up + act + down, Gemv path) on
 //       a routing computed once: GB/s over the weight bytes (+ scales) of the experts actually
 //       touched, x_copy = that over the copy ceiling measured in this run (target >= 0.80 for
-//       int8). CUDA graph of the two launches, replayed.
+//       int8). CUDA graph of the stage's launches, replayed; the label is the variant that ran.
+//       BM_ExpertsDecode/int8_<fma|mma>/T pins one int8 Gemv variant (Int8Gemv), the plain int8
+//       rows take Auto. Long sweeps run under the GPU's power cap (see cuda/experts.cu): a row
+//       run alone (--benchmark_filter) can measure faster than the same row in a sweep.
 //   BM_MoeDecode/<int8|bf16>/T      the whole block (router, permute, gather, experts, combine)
 //       as one CUDA graph (decode takes no host sync), same byte count.
 //   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 4096 / 8192 tokens (Gemm path,

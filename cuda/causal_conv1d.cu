@@ -92,15 +92,6 @@ __device__ __forceinline__ uint4 load8(const bf16* p, int nc) {
   return r;
 }
 
-__device__ __forceinline__ void unpack8(const uint4& r, float (&f)[8]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 template <bool kVec>
 __device__ __forceinline__ void store8(bf16* p, const float (&f)[8], int nc) {
   if (kVec) {
@@ -123,7 +114,7 @@ __device__ __forceinline__ void store8(bf16* p, const float (&f)[8], int nc) {
 }
 
 // Input at position t (may be negative: history) for 8 channels of batch row xb / state sb, as
-// raw bf16 bits (unpack8 gives exactly __bfloat162float of each).
+// raw bf16 bits (dev::bf16x8_to_f32 gives exactly __bfloat162float of each).
 template <int K, bool kVec>
 __device__ __forceinline__ uint4 load_input(const FwdParams& p, const bf16* xb, const bf16* sb,
                                             int64_t t, int nc) {
@@ -191,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
   if (active) {
 #pragma unroll
     for (int j = 0; j < K - 1; ++j)
-      unpack8(load_input<K, kVec>(p, xb, sb, t0 - (K - 1) + j, nc), hist[j]);
+      dev::bf16x8_to_f32(load_input<K, kVec>(p, xb, sb, t0 - (K - 1) + j, nc), hist[j]);
 #pragma unroll
     for (int s = 0; s < kRows; ++s)
       buf[s] = s < n ? load8<kVec>(xt + s * p.x_rs, nc) : make_uint4(0, 0, 0, 0);
@@ -206,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
 #pragma unroll
     for (int j = 0; j < K; ++j) {
       float f[8];
-      unpack8(col[j], f);
+      dev::bf16x8_to_f32(col[j], f);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
         if (i < nc) so[int64_t(i) * K + j] = __float2bfloat16_rn(f[i]);
@@ -232,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
 #pragma unroll
     for (int s = 0; s < kRows; ++s) {
       float cur[8], out[8];
-      unpack8(buf[s], cur);
+      dev::bf16x8_to_f32(buf[s], cur);
       if (r + kRows + s < n) buf[s] = load8<kVec>(xn, nc);
       xn += p.x_rs;
       // Rows past the tile's end (its last window is partial when kRows does not divide n, e.g.

@@ -21,6 +21,17 @@ __device__ __forceinline__ float silu_exact(float v) {
   return v / (1.0f + expf(-v));
 }
 
+// Eight bf16 (one 16-byte load) as floats, exactly: element 2k is the low half of little-endian
+// word k, and a bf16 is the upper half of the float with the same value.
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float* f) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    f[2 * k] = __uint_as_float(w[k] << 16);
+    f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

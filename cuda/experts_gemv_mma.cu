@@ -260,7 +260,7 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
         sg = scale[int64_t(p.e) * 2 * geo.inter + i];
         su = scale[int64_t(p.e) * 2 * geo.inter + geo.inter + i];
       }
-      const float xs = x_scale != nullptr ? x_scale[p.row0 + t] : 1.0f;
+      const float xs = x_scale[p.row0 + t];
       out[(int64_t(p.row0) + t) * geo.inter + i] =
           swiglu_act(unit_sum(sm, par, r, t) * xs * sg, unit_sum(sm, par, r + 8, t) * xs * su);
     }
@@ -273,7 +273,7 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
       const int t = (threadIdx.x >> 5) + 8 * half;
       if (t < n && c < geo.d) {
         const float s = scale != nullptr ? scale[int64_t(p.e) * geo.d + c] : 1.0f;
-        const float xs = x_scale != nullptr ? x_scale[p.row0 + t] : 1.0f;
+        const float xs = x_scale[p.row0 + t];
         out[(int64_t(p.row0) + t) * geo.d + c] =
             __float2bfloat16_rn(unit_sum(sm, par, cl, t) * xs * s);
       }
@@ -283,8 +283,8 @@ __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>
 }
 
 // One stage over all active experts. NT = activation-row tiles of 8 (1: <= 8 rows per expert,
-// 2: <= 16). Gate/up writes act (x = x_rows or its fp16 copy); down reads act (or its fp16 copy)
-// and writes y. x_scale: the fp16 rows' factors 2^s (nullptr for bf16 operands).
+// 2: <= 16). Gate/up reads the fp16 copy of x_rows and writes act; down reads the fp16 copy of
+// act and writes y. x_scale: the factors 2^s of those fp16 rows.
 template <class WT, Stage ST, int NT>
 __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
     gemv_stage_kernel(const WT* __restrict__ w, const float* __restrict__ scale,
@@ -360,10 +360,6 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
 // (waits for x before reading it).
 constexpr int kToF16Threads = 256;
 
-__device__ __forceinline__ float pow2i(int s) {
-  return __uint_as_float(static_cast<uint32_t>(s + 127) << 23);  // s in [-126, 127]
-}
-
 __global__ void __launch_bounds__(kToF16Threads)
     to_f16_rows_kernel(const bf16* __restrict__ x, int64_t cols, __half* __restrict__ out,
                        float* __restrict__ row_scale) {
@@ -375,12 +371,10 @@ __global__ void __launch_bounds__(kToF16Threads)
   const int64_t n8 = cols / 8;
   float m = 0.0f;  // fmaxf skips NaN: a NaN element stays NaN in fp16 and in the sums
   for (int64_t j = threadIdx.x; j < n8; j += kToF16Threads) {
-    const uint4 v = src[j];
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    float f[8];
+    dev::bf16x8_to_f32(src[j], f);
 #pragma unroll
-    for (int k = 0; k < 4; ++k)
-      m = fmaxf(
-          m, fmaxf(fabsf(__uint_as_float(w[k] << 16)), fabsf(__uint_as_float(w[k] & 0xffff0000u))));
+    for (int k = 0; k < 8; ++k) m = fmaxf(m, fabsf(f[k]));
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
@@ -389,20 +383,15 @@ __global__ void __launch_bounds__(kToF16Threads)
   m = warp_max[0];
 #pragma unroll
   for (int k = 1; k < kToF16Threads / 32; ++k) m = fmaxf(m, warp_max[k]);
-  const int field = static_cast<int>(__float_as_uint(m) >> 23);  // m >= 0: no sign bit
-  int s = 0;
-  if (m > 0.0f && field < 255) s = min(max((field == 0 ? -127 : field - 127) - 14, -100), 100);
-  const float down = pow2i(-s);
+  // ilogbf(m) = e_r (floor of log2, subnormals included).
+  const int s = m > 0.0f && isfinite(m) ? min(max(ilogbf(m) - 14, -100), 100) : 0;
+  const float down = ldexpf(1.0f, -s);
   uint4* dst = reinterpret_cast<uint4*>(out + r * cols);
   for (int64_t j = threadIdx.x; j < n8; j += kToF16Threads) {
-    const uint4 v = src[j];
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
     float f[8];
+    dev::bf16x8_to_f32(src[j], f);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      f[2 * k] = __uint_as_float(w[k] << 16) * down;
-      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u) * down;
-    }
+    for (int k = 0; k < 8; ++k) f[k] *= down;
     const __half2 h[4] = {__floats2half2_rn(f[0], f[2]), __floats2half2_rn(f[1], f[3]),
                           __floats2half2_rn(f[4], f[6]), __floats2half2_rn(f[5], f[7])};
     uint4 o;
@@ -410,7 +399,7 @@ __global__ void __launch_bounds__(kToF16Threads)
     memcpy(&o, h, sizeof(o));
     dst[j] = o;
   }
-  if (threadIdx.x == 0) row_scale[r] = pow2i(s);
+  if (threadIdx.x == 0) row_scale[r] = ldexpf(1.0f, s);
 }
 
 // Blocks of one gemv stage kernel that fit on the device at once (queried once per instance).

@@ -1,5 +1,5 @@
 // Internal to the experts (cuda/experts.cu and cuda/experts_gemv_mma.cu): the SwiGLU store
-// point and the device view of the expert groups.
+// point, the device view of the expert groups and the tensor-core variant's launch.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -22,16 +22,6 @@ struct GroupsDev {
   const int32_t* active;
   const int32_t* num_active;
 };
-
-// Four signed bytes of w as exact floats: byte b -> b + 128 (xor 0x80) placed in the mantissa of
-// 2^23, so the float is 2^23 + b + 128 and subtracting 2^23 + 128 leaves b exactly. One
-// byte-permute and one add per element instead of the quarter-rate int->float conversion.
-__device__ __forceinline__ void int8x4_to_f32(uint32_t w, float (&f)[4]) {
-  const uint32_t u = w ^ 0x80808080u;
-#pragma unroll
-  for (int b = 0; b < 4; ++b)
-    f[b] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440 + b)) - 8388736.0f;
-}
 
 // The fp16 operands of the tensor-core Gemv variant (Int8Gemv::Mma in cuda/experts.hpp): x and act
 // as fp16 rescaled per row, [rows, d] and [rows, I], and the per-row factors that undo it.

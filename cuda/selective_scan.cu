@@ -87,15 +87,6 @@ __device__ __forceinline__ int clamp8(int64_t x) {
   return x <= 0 ? 0 : x >= 8 ? 8 : static_cast<int>(x);
 }
 
-__device__ __forceinline__ void unpack8(const uint4& r, float (&f)[8]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 // 8 bf16 at p (elements [0, nvalid) valid, others 0) as raw bits.
 template <bool kVec>
 __device__ __forceinline__ uint4 load8(const bf16* p, int nvalid) {
@@ -171,8 +162,8 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
     const int col = (v % kVecPerRow) * 8;
     const bool valid_t = t0 + row < t_end;
     float uu[8], dd[8];
-    unpack8(f.u[k], uu);
-    unpack8(f.dt[k], dd);
+    dev::bf16x8_to_f32(f.u[k], uu);
+    dev::bf16x8_to_f32(f.dt[k], dd);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const float pre = dd[i] + s.bias[col + i];
@@ -186,7 +177,7 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
     if (kMode == Mode::Full) {
       float zz[8];
       if (p.z != nullptr) {
-        unpack8(f.z[k], zz);
+        dev::bf16x8_to_f32(f.z[k], zz);
 #pragma unroll
         for (int i = 0; i < 8; ++i) zz[i] = dev::silu_exact(zz[i]);
       } else {
@@ -201,7 +192,7 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
   if (tid >= 4 * kT || (kMode == Mode::ChunkState && is_c)) return;
   const int v = is_c ? tid - 2 * kT : tid;
   float bc[8];
-  unpack8(f.bc, bc);
+  dev::bf16x8_to_f32(f.bc, bc);
   float* dst = is_c ? &s.C[v / 2][(v % 2) * 8] : &s.B[v / 2][(v % 2) * 8];
   *reinterpret_cast<float4*>(dst) = make_float4(bc[0], bc[1], bc[2], bc[3]);
   *reinterpret_cast<float4*>(dst + 4) = make_float4(bc[4], bc[5], bc[6], bc[7]);

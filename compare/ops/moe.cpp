@@ -92,7 +92,7 @@ MoeParams moe_params(const Case& c) {
   p.int8 = wt == "int8";
   p.path = cuda::parse_experts_path(get_s(c, "path", "auto"));
   p.gemv = cuda::parse_int8_gemv(get_s(c, "gemv", "auto"));
-  p.x_std = c.has("xstd") ? std::stof(c.get("xstd")) : 1.0f;
+  p.x_std = c.has("xstd") ? static_cast<float>(c.getf("xstd")) : 1.0f;
   if (!(p.x_std > 0.0f) || !std::isfinite(p.x_std))
     fail(ErrorKind::Usage, "case " + c.str() + ": xstd must be a positive number");
   p.sample = get_i(c, "rows", 0);

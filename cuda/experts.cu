@@ -19,27 +19,20 @@ using experts_detail::swiglu_act;
 // Gemv path, FMA variant: one warp per gate/up row pair (or two down rows), fp32 FMA against
 // every activation row. Measured on an H200 against the tensor-core variant of
 // cuda/experts_gemv_mma.cu (Jamba-v0.1 widths, top-2 of 16; fraction of copy bandwidth over the
-// touched weight bytes, T = 1 / 2 / 4 / 8 / 12 / 16 tokens; 2026-11-29, ranges over the
-// benchmark sweeps of 4 device calls):
-//   int8 FMA                  0.82-0.83 / 0.89-0.91 / 0.82-0.83 / 0.78-0.80 / -         / -
-//   int8 mma (fp16 operands)  0.67-0.78 / 0.75-0.83 / 0.80-0.84 / 0.82-0.85 / 0.73-0.82 / 0.72-0.82
-//   bf16 FMA                  0.93-0.94 / 1.00-1.02 / 0.97-0.99 / 0.97-0.98 / 0.91-0.92 / 0.87-0.90
-// (the bf16 tensor-core variant was slower than bf16 FMA at every T), so int8 takes the FMA
-// variant up to 4 rows per expert (the host's bound) and the tensor cores above: past that the
-// FMA variant's per-weight arithmetic (2 conversion ops + n FMAs) exceeds the issue slots an SM
-// has at copy speed. The FMA variant is steady from run to run; the tensor-core one is not: at
-// T = 12 / 16 it measured 0.81-0.82 in a fresh process but 0.73 in some instances of a long
-// benchmark sweep. The likely cause: nvidia-smi sampled every 200 ms during a sweep showed the
-// 700 W software power cap engaged (throttle reason 0x4) in most samples, 685-700 W, the SM
-// clock between 1470 and 1980 MHz and the memory clock unchanged (samples are not tied to
-// benchmark rows); this kernel is issue- and latency-bound (Nsight Compute, T = 16: 44% issue,
-// long scoreboard 3.6 of 8.4 cycles per instruction), so it slows with the SM clock.
+// touched weight bytes, T = 1 / 2 / 4 / 8 / 12 / 16 tokens; one benchmark sweep, 2026-11-29):
+//   int8 FMA                  0.83 / 0.92 / 0.84 / 0.80 / -    / -
+//   int8 mma (fp16 operands)  0.87 / 0.93 / 0.96 / 0.98 / 0.89 / 0.87
+//   bf16 FMA                  0.94 / 1.02 / 0.99 / 0.98 / 0.92 / 0.90 (another sweep)
+// so int8 takes the tensor cores at every row bound (Int8Gemv::Auto) and the FMA variant only
+// when pinned; bf16 takes the FMA variant (its tensor-core variant was slower at every T). The
+// tensor-core variant overtook the FMA one at small T when each warp began to read whole
+// 128-byte lines (cuda/experts_gemv_mma.cu, kStepElems); before, it was 0.72-0.86 and varied
+// from sweep to sweep with the SM clock under the 700 W power cap.
 // Earlier the same day: one kernel per row bound (GemvOccupancy) took int8 T = 1 / 2 / 4 / 8
 // from 0.74 / 0.80 / 0.78 / 0.73 to 0.82 / 0.78 / 0.80 / 0.78; rejected: L2 bulk prefetch
 // (cp.async.bulk.prefetch.L2) of 4 KB per row ahead of the loads, plus the next generation's
 // gate/up rows, in both Gemv variants: int8 0.57-0.64 and bf16 0.60-0.66 of copy at every T.
-constexpr int kGemvFmaMaxRowsInt8 = 8;      // the largest bound the FMA kernels are built for
-constexpr int kGemvFmaAutoMaxRowsInt8 = 4;  // Int8Gemv::Auto: FMA up to here, tensor cores above
+constexpr int kGemvFmaMaxRowsInt8 = 8;  // the largest bound the FMA kernels are built for
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 // Blocks per SM for launches with at most 2 rows per expert (GemvOccupancy): <= 85 registers,
@@ -477,9 +470,7 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
   if (path == ExpertsPath::Gemv) {
     ensure(ws.act, static_cast<size_t>(g.total_rows * inter));
     if (is_int8) {
-      Int8Gemv v = ws.int8_gemv;
-      if (v == Int8Gemv::Auto)
-        v = g.max_rows_per_expert > kGemvFmaAutoMaxRowsInt8 ? Int8Gemv::Mma : Int8Gemv::Fma;
+      const Int8Gemv v = ws.int8_gemv == Int8Gemv::Auto ? Int8Gemv::Mma : ws.int8_gemv;
       if (v == Int8Gemv::Fma && g.max_rows_per_expert > kGemvFmaMaxRowsInt8)
         fail(ErrorKind::Unsupported,
              "experts gemv: the int8 FMA variant takes <= " + std::to_string(kGemvFmaMaxRowsInt8) +

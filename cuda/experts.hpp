@@ -78,8 +78,8 @@ ExpertsPath parse_experts_path(const std::string& s);  // "auto" | "gemv" | "gem
 // Largest rows-per-expert the Gemv path handles; Auto takes Gemv up to here.
 constexpr int64_t kGemvMaxRows = 16;
 
-// Which Gemv variant int8 weights take (benchmarks and compare cases pin one; Auto chooses by
-// the row bound, see run_experts):
+// Which Gemv variant int8 weights take (benchmarks and compare cases pin one; Auto takes Mma,
+// the faster at every row bound measured, see cuda/experts.cu):
 //   Fma  fp32 FMA per weight and activation row (<= 8 rows per expert)
 //   Mma  tensor cores with fp16 operands: int8 -> fp16 exactly (one xor, two byte-permutes and
 //        two f16x2 subtracts per 4 weights), activations rescaled per row by a power of two

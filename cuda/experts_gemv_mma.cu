@@ -32,8 +32,9 @@ namespace {
 //
 // Work split: a unit is 32 weight rows of one expert (gate/up: 16 intermediates, gate and up
 // rows of each in the same thread; down: 32 output columns) over the whole reduction length K;
-// the 8 warps of a block split K (warp w takes 64-byte chunks w, w + 8, ...), and their partial
-// sums are added in warp order through shared memory (fixed order: deterministic). Blocks are
+// the 8 warps of a block split K (warp w takes 128-byte chunks w, w + 8, ...: whole lines, see
+// kStepElems), and their partial sums are added in warp order through shared memory (fixed
+// order: deterministic). Blocks are
 // persistent (an occupancy-sized grid), each takes a contiguous, balanced range of units and
 // keeps two steps of weight loads in flight across unit boundaries, so no SM waits on a wave
 // tail.
@@ -90,13 +91,6 @@ __device__ __forceinline__ void pdl_wait_primary() {
 }
 enum class Stage { GateUp, Down };
 
-// Where a block's load or compute stream is: unit (active slot x tile of 32 weight rows), step
-// within the unit, and the unit's expert and activation rows.
-struct UnitPos {
-  int unit, ks;
-  int e, row0, n, tile;
-};
-
 // Per-stage geometry. GateUp: K = d; tile i0 = 16 * tile; m16 tile m holds gate rows i0 + 8m +
 // [0, 8) then the matching up rows, so a thread's accumulators for row g and g + 8 are the g and
 // u of one intermediate index. Down: K = I; tile = 32 output columns, rows past d masked.
@@ -118,86 +112,108 @@ struct StageGeom {
   }
 };
 
-__device__ __forceinline__ void locate_unit(UnitPos& p, const GroupsDev& g, int tiles_per_expert) {
-  const int slot = p.unit / tiles_per_expert;
-  p.tile = p.unit - slot * tiles_per_expert;
+// The k order (A and B use the same permutation of k, so any order is a valid reduction order):
+// a step covers kStepElems elements of every row, warp w takes the 128-byte chunk w of them
+// (kGemvPieces = 2 pieces of 64 bytes, adjacent), and the 4 lanes of an mma thread group
+// (q = lane % 4) the 4 16-byte pieces of each 64 bytes. So a warp reads whole 128-byte lines of
+// its 32 rows. (Until 2026-11-29 the pieces u were 512 bytes apart, each warp reading 64 bytes
+// of a line and another warp the other 64: 0.72-0.86 of copy at T = 1..16 in a sweep on an
+// H200, against 0.87-0.98 for whole lines in the same run.)
+constexpr int kStepElems = kGemvPieces * kGemvWarps * 4 * kPieceElems;  // k advanced per step
+constexpr int kPieceStride = 4 * kPieceElems;                           // piece u + 1 - piece u
+
+// This lane's first k (step 0, piece 0).
+__device__ __forceinline__ int lane_k0() {
+  return ((threadIdx.x >> 5) * kGemvPieces * 4 + (threadIdx.x & 3)) * kPieceElems;
+}
+
+// Where a block's load or compute stream is: unit (active slot x tile of 32 weight rows), step
+// within the unit, the unit's expert and activation rows, and its pointers at this lane's first
+// k: weight rows of the four row slots (null where masked) and activation rows t = g + 8 nt
+// (valid where t < n). The pointers are computed once per unit; a step adds ks * kStepElems and
+// the second piece is an immediate offset. (Computing row * K + k in 64 bits for every piece, as
+// until 2026-11-29, took ~485 instructions per warp and step where the conversion and the
+// products need ~190.)
+template <class WT, int NT>
+struct StreamPos {
+  int unit, ks;
+  int e, row0, n, tile;
+  const WT* w[4];
+  const __half* x[NT];
+};
+
+template <class WT, Stage ST, int NT>
+__device__ __forceinline__ void locate_unit(StreamPos<WT, NT>& p, const GroupsDev& g,
+                                            const StageGeom<WT, ST>& geo, int tpe,
+                                            const WT* __restrict__ w,
+                                            const __half* __restrict__ x) {
+  const int slot = p.unit / tpe;
+  p.tile = p.unit - slot * tpe;
   p.e = g.active[slot];
   p.row0 = g.offsets[p.e];
   p.n = g.offsets[p.e + 1] - p.row0;
-}
-
-__device__ __forceinline__ void advance(UnitPos& p, int steps, int unit_end, const GroupsDev& g,
-                                        int tiles_per_expert) {
-  if (++p.ks < steps) return;
-  p.ks = 0;
-  if (++p.unit < unit_end) locate_unit(p, g, tiles_per_expert);
-}
-
-// Element offset in a row of this lane's 16-byte piece u of step ks: 64-byte chunks are dealt
-// to the warps round-robin, and the 4 lanes of an mma thread group (q = lane % 4) take the 4
-// pieces of a chunk. A and B use the same permutation of k, so any order of k is a valid
-// reduction order.
-__device__ __forceinline__ int64_t piece_k(int ks, int u) {
-  const int warp = threadIdx.x >> 5, q = threadIdx.x & 3;
-  return ((int64_t(ks) * kGemvPieces + u) * kGemvWarps * 4 + warp * 4 + q) * kPieceElems;
-}
-
-template <class WT, Stage ST>
-__device__ __forceinline__ void load_step(uint4 (&buf)[4][kGemvPieces], const UnitPos& p,
-                                          int unit_end, const WT* __restrict__ w,
-                                          const StageGeom<WT, ST>& geo) {
-  const int g = (threadIdx.x & 31) >> 2;
+  const int gl = (threadIdx.x & 31) >> 2;
   const int64_t K = geo.k_len();
-  const bool unit_ok = p.unit < unit_end && p.n > 0;
+  const int k0 = lane_k0();
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const int64_t r = unit_ok ? geo.weight_row(p.tile, j, g) : -1;
-    const WT* row = w + (int64_t(p.e) * geo.rows_per_expert() + r) * K;
-#pragma unroll
-    for (int u = 0; u < kGemvPieces; ++u) {
-      const int64_t k = piece_k(p.ks, u);
-      buf[j][u] = make_uint4(0u, 0u, 0u, 0u);
-      // Weights are streamed once: evict-first, keep L1/L2 for the activations.
-      if (r >= 0 && k < K) buf[j][u] = __ldcs(reinterpret_cast<const uint4*>(row + k));
-    }
+    const int64_t r = geo.weight_row(p.tile, j, gl);
+    p.w[j] = r >= 0 ? w + (int64_t(p.e) * geo.rows_per_expert() + r) * K + k0 : nullptr;
   }
-}
-
-// The reduction across the 8 warps: [parity][warp][m][n tile][register][lane] floats.
-template <int NT>
-struct GemvSmem {
-  float part[2][kGemvWarps][2][NT][4][32];
-};
-
-// Sum over the warps, in warp order, of the accumulator of A row `r` (0..31 of the unit) and
-// activation row t (C fragment: register 2h + (t & 1) of lane 4g + (t & 7) / 2).
-template <int NT>
-__device__ __forceinline__ float unit_sum(const GemvSmem<NT>& sm, int par, int r, int t) {
-  const int m = r >> 4, g = r & 7, h = (r >> 3) & 1;
-  const int nt = t >> 3, reg = 2 * h + (t & 1), lane = 4 * g + ((t & 7) >> 1);
-  float s = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kGemvWarps; ++w) s += sm.part[par][w][m][nt][reg][lane];
-  return s;
+  for (int nt = 0; nt < NT; ++nt) p.x[nt] = x + (int64_t(p.row0) + gl + 8 * nt) * K + k0;
 }
 
 template <class WT, Stage ST, int NT>
-__device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces], const UnitPos& p,
-                                             const __half* __restrict__ x,
+__device__ __forceinline__ void advance(StreamPos<WT, NT>& p, int steps, int unit_end,
+                                        const GroupsDev& g, const StageGeom<WT, ST>& geo, int tpe,
+                                        const WT* __restrict__ w, const __half* __restrict__ x) {
+  if (++p.ks < steps) return;
+  p.ks = 0;
+  if (++p.unit < unit_end) locate_unit(p, g, geo, tpe, w, x);
+}
+
+// Weights of one step. Masked rows and pieces past K are not loaded: the buffer keeps stale
+// bytes, which convert to finite fp16 values and meet either zero activations (k >= K) or
+// accumulator rows that are never stored (masked rows).
+template <class WT, Stage ST, int NT>
+__device__ __forceinline__ void load_step(uint4 (&buf)[4][kGemvPieces], const StreamPos<WT, NT>& p,
+                                          int unit_end, const StageGeom<WT, ST>& geo) {
+  if (p.unit >= unit_end) return;
+  const int64_t kstep = int64_t(p.ks) * kStepElems;
+  const int64_t k = lane_k0() + kstep;
+  const int64_t K = geo.k_len();
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (p.w[j] == nullptr) continue;
+    const uint4* src = reinterpret_cast<const uint4*>(p.w[j] + kstep);
+#pragma unroll
+    for (int u = 0; u < kGemvPieces; ++u)
+      // Weights are streamed once: evict-first, keep L1/L2 for the activations.
+      if (k + u * kPieceStride < K)
+        buf[j][u] = __ldcs(src + u * (kPieceStride * int(sizeof(WT)) / 16));
+  }
+}
+
+template <class WT, Stage ST, int NT>
+__device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
+                                             const StreamPos<WT, NT>& p,
                                              const StageGeom<WT, ST>& geo, float (&acc)[2][NT][4]) {
   constexpr int V = kPieceElems;
   const int g = (threadIdx.x & 31) >> 2;
+  const int64_t kstep = int64_t(p.ks) * kStepElems;
+  const int64_t k = lane_k0() + kstep;
   const int64_t K = geo.k_len();
 #pragma unroll
   for (int u = 0; u < kGemvPieces; ++u) {
-    const int64_t k = piece_k(p.ks, u);
-    // B fragments: activation row t = g + 8 nt at the same k as this lane's weight piece.
     uint32_t xb[NT][V / 2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      const int t = g + 8 * nt;
-      const bool ok = t < p.n && k < K;  // (t >= n: zeros, no load)
-      const uint4* src = reinterpret_cast<const uint4*>(x + (int64_t(p.row0) + t) * K + k);
+      // B fragments: activation row t = g + 8 nt at the same k as this lane's weight piece;
+      // zeros past K (they meet stale weights) and for t >= n (no load).
+      const bool ok = g + 8 * nt < p.n && k + u * kPieceStride < K;
+      const uint4* src =
+          reinterpret_cast<const uint4*>(p.x[nt] + kstep) + u * (kPieceStride * 2 / 16);
 #pragma unroll
       for (int h = 0; h < V / 8; ++h) {
         const uint4 v = ok ? __ldg(src + h) : make_uint4(0u, 0u, 0u, 0u);
@@ -227,12 +243,30 @@ __device__ __forceinline__ void compute_step(const uint4 (&buf)[4][kGemvPieces],
   }
 }
 
+// The reduction across the 8 warps: [parity][warp][m][n tile][register][lane] floats.
+template <int NT>
+struct GemvSmem {
+  float part[2][kGemvWarps][2][NT][4][32];
+};
+
+// Sum over the warps, in warp order, of the accumulator of A row `r` (0..31 of the unit) and
+// activation row t (C fragment: register 2h + (t & 1) of lane 4g + (t & 7) / 2).
+template <int NT>
+__device__ __forceinline__ float unit_sum(const GemvSmem<NT>& sm, int par, int r, int t) {
+  const int m = r >> 4, g = r & 7, h = (r >> 3) & 1;
+  const int nt = t >> 3, reg = 2 * h + (t & 1), lane = 4 * g + ((t & 7) >> 1);
+  float s = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kGemvWarps; ++w) s += sm.part[par][w][m][nt][reg][lane];
+  return s;
+}
+
 // End of a unit: partial sums to shared memory, one barrier, fixed-order sums, the activation
 // row's factor (fp16 operands: 2^s, exact) and the weight row scale once on the fp32 sum, and
 // the contract's store point.
-template <class WT, Stage ST, int NT>
+template <class WT, Stage ST, int NT, class Pos>
 __device__ __forceinline__ void finish_unit(float (&acc)[2][NT][4], GemvSmem<NT>& sm, int& par,
-                                            const UnitPos& p, const float* __restrict__ scale,
+                                            const Pos& p, const float* __restrict__ scale,
                                             const float* __restrict__ x_scale,
                                             const StageGeom<WT, ST>& geo, bf16* __restrict__ out) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -294,10 +328,7 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   if (ST == Stage::GateUp) pdl_launch_dependents();
   const StageGeom<WT, ST> geo{d, inter};
   const int tpe = geo.tiles_per_expert();
-  // 64-byte chunks per row, dealt to 8 warps x kGemvPieces per step.
-  const int64_t chunks = (geo.k_len() * int64_t(sizeof(WT)) + 63) / 64;
-  const int steps =
-      static_cast<int>((chunks + kGemvWarps * kGemvPieces - 1) / (kGemvWarps * kGemvPieces));
+  const int steps = static_cast<int>((geo.k_len() + kStepElems - 1) / kStepElems);
   // The routing (num_active, active, offsets) comes from kernels before the first launch of the
   // chain (the one launched without the programmatic attribute), so it is complete here, before
   // pdl_wait_primary.
@@ -305,9 +336,11 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   const int unit_begin = static_cast<int>(units * blockIdx.x / gridDim.x);
   const int unit_end = static_cast<int>(units * (blockIdx.x + 1) / gridDim.x);
   if (unit_begin >= unit_end) return;
-  UnitPos ld{unit_begin, 0, 0, 0, 0, 0};
-  locate_unit(ld, g, tpe);
-  UnitPos cp = ld;
+  StreamPos<WT, NT> ld;
+  ld.unit = unit_begin;
+  ld.ks = 0;
+  locate_unit(ld, g, geo, tpe, w, x);
+  StreamPos<WT, NT> cp = ld;
   const int64_t total = int64_t(unit_end - unit_begin) * steps;
 
   float acc[2][NT][4];
@@ -320,12 +353,17 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   int par = 0;
 
   // Two register buffers, two steps in flight: a buffer is refilled right after its step's
-  // products are issued.
+  // products are issued. Zeroed once so that slots never loaded (masked rows, k >= K) hold
+  // defined bytes.
   uint4 wa[4][kGemvPieces], wb[4][kGemvPieces];
-  load_step(wa, ld, unit_end, w, geo);
-  advance(ld, steps, unit_end, g, tpe);
-  load_step(wb, ld, unit_end, w, geo);
-  advance(ld, steps, unit_end, g, tpe);
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int u = 0; u < kGemvPieces; ++u) wa[j][u] = wb[j][u] = make_uint4(0u, 0u, 0u, 0u);
+  load_step(wa, ld, unit_end, geo);
+  advance(ld, steps, unit_end, g, geo, tpe, w, x);
+  load_step(wb, ld, unit_end, geo);
+  advance(ld, steps, unit_end, g, geo, tpe, w, x);
   // x (the fp16 copy of x or of act) is complete from here on.
   pdl_wait_primary();
 
@@ -334,20 +372,20 @@ __global__ void __launch_bounds__(kGemvThreads, kGemvBlocksPerSm)
   // (Issuing the refill before a unit's end, so that the stream goes on during the barrier,
   // measured slower on an H200: 0.67-0.77 of copy against 0.78-0.85.)
   for (int64_t s = 0; s < total; s += 2) {
-    compute_step<WT, ST, NT>(wa, cp, x, geo, acc);
+    compute_step<WT, ST, NT>(wa, cp, geo, acc);
     if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, x_scale, geo, out);
-    advance(cp, steps, unit_end, g, tpe);
+    advance(cp, steps, unit_end, g, geo, tpe, w, x);
     if (s + 2 < total) {
-      load_step(wa, ld, unit_end, w, geo);
-      advance(ld, steps, unit_end, g, tpe);
+      load_step(wa, ld, unit_end, geo);
+      advance(ld, steps, unit_end, g, geo, tpe, w, x);
     }
     if (s + 1 >= total) break;
-    compute_step<WT, ST, NT>(wb, cp, x, geo, acc);
+    compute_step<WT, ST, NT>(wb, cp, geo, acc);
     if (cp.ks == steps - 1) finish_unit<WT, ST, NT>(acc, sm, par, cp, scale, x_scale, geo, out);
-    advance(cp, steps, unit_end, g, tpe);
+    advance(cp, steps, unit_end, g, geo, tpe, w, x);
     if (s + 3 < total) {
-      load_step(wb, ld, unit_end, w, geo);
-      advance(ld, steps, unit_end, g, tpe);
+      load_step(wb, ld, unit_end, geo);
+      advance(ld, steps, unit_end, g, geo, tpe, w, x);
     }
   }
 }

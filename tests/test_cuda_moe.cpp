@@ -300,9 +300,9 @@ TEST(CudaMoe, EmbeddingOutOfRangeIdIsClampedAndRaises) {
 
 TEST(CudaMoe, DecodeTakesGemvPath) {
   SKIP_WITHOUT_GPU();
-  // Decode (T <= 16 tokens) must take the Gemv path under Auto, and pass: int8 with at most 4
-  // rows per expert (the host's bound, T) on the FMA variant, more on the tensor cores.
-  const std::pair<int, const char*> want[] = {{4, "gemv_int8"}, {5, "gemv_mma_f16_int8"}};
+  // Decode (T <= 16 tokens) must take the Gemv path under Auto, and pass: int8 on the tensor
+  // cores at every row bound (the FMA variant only when pinned), bf16 on the FMA variant.
+  const std::pair<int, const char*> want[] = {{1, "gemv_mma_f16_int8"}, {16, "gemv_mma_f16_int8"}};
   for (const auto& [T, variant] : want) {
     const jb::cmp::CaseResult r = jb::cmp::run_case(
         op("MOE"), Case::parse("MOE(T=" + std::to_string(T) +
@@ -311,6 +311,11 @@ TEST(CudaMoe, DecodeTakesGemvPath) {
     EXPECT_EQ(r.status, jb::cmp::Status::Pass) << r.reason;
     EXPECT_EQ(r.variant, variant) << "T=" << T;
   }
+  const jb::cmp::CaseResult r = jb::cmp::run_case(
+      op("MOE"), Case::parse("MOE(T=4,d=128,I=256,E=16,k=2,renorm=0,route=rand,weights=bf16,"
+                             "path=auto,seed=9)"));
+  EXPECT_EQ(r.status, jb::cmp::Status::Pass) << r.reason;
+  EXPECT_EQ(r.variant, "gemv_bf16");
 }
 
 }  // namespace

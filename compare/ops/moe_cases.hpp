@@ -141,8 +141,11 @@ inline std::vector<Case> expert_int8_cases() {
           mlp_case("EXPERT_INT8", T, 128, 256, "gemv").set("gemv", "mma").set("xstd", xstd));
   for (int64_t T : {1, 16})
     v.push_back(mlp_case("EXPERT_INT8", T, 4096, 14336, "auto").set("big", "1"));
-  for (int64_t T : {2, 8})
-    v.push_back(mlp_case("EXPERT_INT8", T, 4096, 14336, "gemv").set("gemv", "mma").set("big", "1"));
+  // Both variants at Jamba widths (Auto takes mma: the FMA variant runs only when pinned).
+  for (const char* gemv : {"mma", "fma"})
+    for (int64_t T : {2, 8})
+      v.push_back(
+          mlp_case("EXPERT_INT8", T, 4096, 14336, "gemv").set("gemv", gemv).set("big", "1"));
   return v;
 }
 

@@ -1,7 +1,9 @@
 // Attention kernel benchmarks (performance-targets.md, attention rows): causal GQA prefill
 // TFLOP/s (2*2*H*L^2*hd/2 FLOPs) at B=1, H=32:8, hd=128, L = 2K/8K/32K for each mma variant,
 // and split-KV decode KV GB/s (B*L*Hkv*hd*2*2 bytes / time) at B=1, L = 8K/32K/128K and B=16,
-// L=8K. Ratios to the ceilings measured in the same run (bench/common/ceilings.hpp) and to torch
+// L=8K: Auto (rows attn_decode/.../L<L>, labelled with the kernel that ran) and each kernel
+// on its own (rows .../L<L>/fma and .../L<L>/mma; filter: 'attn_decode/.*/(fma|mma)/').
+// Ratios to the ceilings measured in the same run (bench/common/ceilings.hpp) and to torch
 // SDPA timed in the same run by tools/peer_sdpa.py (with --peer or JB_PEER=1).
 //
 //   build-gpu/bench/bench_attention --peer --benchmark_min_time=0.5
@@ -107,16 +109,26 @@ constexpr int kDecodeGraphCalls = 20;
 // Median over 10 replays of a graph of kDecodeGraphCalls decode calls (call i on cache set
 // i % sets), in ms per call.
 template <class ArgsFor>
-double decode_graph_ms(int sets, ArgsFor args_for, jb::cuda::DecodeWorkspace& ws) {
+double decode_graph_ms(int sets, ArgsFor args_for, jb::cuda::DecodeWorkspace& ws,
+                       jb::cuda::DecodeVariant variant) {
   const jb::bench::Stream s;
   const jb::bench::CapturedGraph graph(s.s, [&] {
     for (int i = 0; i < kDecodeGraphCalls; ++i)
-      jb::cuda::attention_decode(args_for(i % sets), ws, s.s);
+      jb::cuda::attention_decode(args_for(i % sets), ws, variant, s.s);
   });
   return jb::bench::median_ms([&] { graph.launch(s.s); }, 10, 1, s.s) / kDecodeGraphCalls;
 }
 
-void BM_Decode(benchmark::State& state, int B, int L) {
+// Our-results key of a decode row: "decode B=.. L=.." for Auto (the summary's main line), with
+// " fma" / " mma" appended for the explicit-kernel rows, and "decode graph ..." for the graph
+// timing of the same row.
+std::string decode_key(const char* what, int B, int L, jb::cuda::DecodeVariant v) {
+  std::string k = std::string(what) + " B=" + std::to_string(B) + " L=" + std::to_string(L);
+  if (v != jb::cuda::DecodeVariant::Auto) k += std::string(" ") + jb::cuda::decode_variant_name(v);
+  return k;
+}
+
+void BM_Decode(benchmark::State& state, int B, int L, jb::cuda::DecodeVariant variant) {
   const int64_t qd = int64_t(kH) * kHd;
   const double bytes = decode_bytes(B, L);
   const double l2 = static_cast<double>(jb::bench::l2_bytes());
@@ -133,8 +145,8 @@ void BM_Decode(benchmark::State& state, int B, int L) {
   jb::cuda::DeviceBuffer<bf16> q(static_cast<size_t>(B * qd)), out(static_cast<size_t>(B * qd));
   fill_normal(q.get(), q.size(), 2, "bench.q");
   jb::cuda::DecodeWorkspace ws;
-  jb::cuda::decode_workspace_init(ws, B, kH, kHkv, kHd,
-                                  jb::cuda::decode_num_splits(B, kH, kHkv, kHd, L));
+  const int splits = jb::cuda::decode_num_splits(B, kH, kHkv, kHd, L, variant);
+  jb::cuda::decode_workspace_init(ws, B, kH, kHkv, kHd, splits);
   auto args_for = [&](int s) {
     jb::cuda::DecodeArgs a;
     a.q = q.get();
@@ -147,27 +159,29 @@ void BM_Decode(benchmark::State& state, int B, int L) {
     a.max_kv_len = L;
     return a;
   };
-  for (int s = 0; s < sets; ++s) jb::cuda::attention_decode(args_for(s), ws);
+  std::string ran;
+  for (int s = 0; s < sets; ++s) ran = jb::cuda::attention_decode(args_for(s), ws, variant);
   JB_CUDA(cudaDeviceSynchronize());
   const double ms = 1e3 * jb::bench::median(jb::bench::event_timed_loop(state, [&](int i) {
-                      jb::cuda::attention_decode(args_for(i % sets), ws);
+                      jb::cuda::attention_decode(args_for(i % sets), ws, variant);
                     }));
   const double gbs = bytes / (ms * 1e-3) / 1e9;
   // The engine replays decode steps as CUDA graphs: the same calls (rotating caches) captured
   // kDecodeGraphCalls at a time, replayed, time / calls. No host launch gap between calls; the
   // single-call figure above has one (as the SDPA peer's timing does).
-  const double graph_ms = decode_graph_ms(sets, args_for, ws);
+  const double graph_ms = decode_graph_ms(sets, args_for, ws, variant);
   const double graph_gbs = bytes / (graph_ms * 1e-3) / 1e9;
   const double copy = jb::bench::ceilings().copy_gbs();
   state.counters["KV_GB/s"] = gbs;
   state.counters["x_copy"] = copy > 0 ? gbs / copy : 0;
   state.counters["graph_KV_GB/s"] = graph_gbs;
   state.counters["graph_x_copy"] = copy > 0 ? graph_gbs / copy : 0;
-  state.counters["splits"] = jb::cuda::decode_num_splits(B, kH, kHkv, kHd, L);
-  state.SetLabel("splitkv rotate=" + std::to_string(sets) + "; graph_* = CUDA graph of " +
+  // The split count the launches ran (whole tiles per split can leave fewer than requested).
+  state.counters["splits"] = jb::cuda::decode_split(L, splits, ws.max_splits).splits;
+  state.SetLabel(ran + " rotate=" + std::to_string(sets) + "; graph_* = CUDA graph of " +
                  std::to_string(kDecodeGraphCalls) + " calls");
-  our_ms()["decode B=" + std::to_string(B) + " L=" + std::to_string(L)] = ms;
-  our_ms()["decode graph B=" + std::to_string(B) + " L=" + std::to_string(L)] = graph_ms;
+  our_ms()[decode_key("decode", B, L, variant)] = ms;
+  our_ms()[decode_key("decode graph", B, L, variant)] = graph_ms;
 }
 
 std::string exe_dir() {
@@ -276,23 +290,30 @@ void print_table(const std::vector<int>& prefill_L, const std::vector<std::pair<
                 theirs > 0 ? ours / theirs : 0.0, L >= 8192 ? ">= 1.0x SDPA" : "(report)");
   }
   for (const auto& [B, L] : dec) {
-    const auto it = our_ms().find("decode B=" + std::to_string(B) + " L=" + std::to_string(L));
-    if (it == our_ms().end()) continue;
-    const double ours = decode_bytes(B, L) / (it->second * 1e-3) / 1e9;
     const double pm = peer_decode_ms(B, L);
     const double theirs = pm > 0 ? decode_bytes(B, L) / (pm * 1e-3) / 1e9 : 0;
-    char shape[64];
-    std::snprintf(shape, sizeof shape, "decode 32:8 hd128 B=%d L=%d", B, L);
-    std::printf("%-34s %8.0f GB/s %7.0f GB/s %8.2f  %s\n", shape, ours, theirs,
-                theirs > 0 ? ours / theirs : 0.0,
-                B == 1 ? ">= 2400 GB/s (80% of copy)" : "(report)");
-    const auto g = our_ms().find("decode graph B=" + std::to_string(B) + " L=" + std::to_string(L));
-    if (g != our_ms().end()) {
-      std::snprintf(shape, sizeof shape, "  same, in a CUDA graph");
-      const double gg = decode_bytes(B, L) / (g->second * 1e-3) / 1e9;
-      std::printf("%-34s %8.0f GB/s %12s %8.2f  %s\n", shape, gg, "-",
-                  theirs > 0 ? gg / theirs : 0.0,
-                  B == 1 ? ">= 2400 GB/s (80% of copy)" : "(report)");
+    const char* target = B == 1 ? ">= 2400 GB/s (80% of copy)" : "(report)";
+    // Auto (the main line, with SDPA), then each kernel's own rows when they ran.
+    for (auto v : {jb::cuda::DecodeVariant::Auto, jb::cuda::DecodeVariant::Fma,
+                   jb::cuda::DecodeVariant::Mma}) {
+      const auto it = our_ms().find(decode_key("decode", B, L, v));
+      if (it == our_ms().end()) continue;
+      const double ours = decode_bytes(B, L) / (it->second * 1e-3) / 1e9;
+      char shape[64];
+      if (v == jb::cuda::DecodeVariant::Auto)
+        std::snprintf(shape, sizeof shape, "decode 32:8 hd128 B=%d L=%d", B, L);
+      else
+        std::snprintf(shape, sizeof shape, "  %s kernel", jb::cuda::decode_variant_name(v));
+      std::printf("%-34s %8.0f GB/s %7.0f GB/s %8.2f  %s\n", shape, ours, theirs,
+                  theirs > 0 ? ours / theirs : 0.0, target);
+      const auto g = our_ms().find(decode_key("decode graph", B, L, v));
+      if (g != our_ms().end()) {
+        std::snprintf(shape, sizeof shape, "  %s, in a CUDA graph",
+                      v == jb::cuda::DecodeVariant::Auto ? "same" : "same kernel");
+        const double gg = decode_bytes(B, L) / (g->second * 1e-3) / 1e9;
+        std::printf("%-34s %8.0f GB/s %12s %8.2f  %s\n", shape, gg, "-",
+                    theirs > 0 ? gg / theirs : 0.0, target);
+      }
     }
   }
 }
@@ -332,12 +353,18 @@ int main(int argc, char** argv) {
                                    [L, v](benchmark::State& st) { BM_Prefill(st, L, v); })
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
-  for (const auto& [B, L] : dec)
-    benchmark::RegisterBenchmark(
-        ("attn_decode/H32:8/hd128/B" + std::to_string(B) + "/L" + std::to_string(L)).c_str(),
-        [B = B, L = L](benchmark::State& st) { BM_Decode(st, B, L); })
-        ->UseManualTime()
-        ->Unit(benchmark::kMicrosecond);
+  // Auto rows (names unchanged since before the variant knob), then each kernel on its own.
+  for (auto v :
+       {jb::cuda::DecodeVariant::Auto, jb::cuda::DecodeVariant::Fma, jb::cuda::DecodeVariant::Mma})
+    for (const auto& [B, L] : dec) {
+      std::string name = "attn_decode/H32:8/hd128/B" + std::to_string(B) + "/L" + std::to_string(L);
+      if (v != jb::cuda::DecodeVariant::Auto)
+        name += std::string("/") + jb::cuda::decode_variant_name(v);
+      benchmark::RegisterBenchmark(
+          name.c_str(), [B = B, L = L, v](benchmark::State& st) { BM_Decode(st, B, L, v); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
   benchmark::RunSpecifiedBenchmarks();
   print_table(prefill_L, dec);
   benchmark::Shutdown();

@@ -1,5 +1,6 @@
 // CUDA attention: prefill (FlashAttention-2 style with mma.sync, plus a simple fp32 variant),
-// split-KV decode, RoPE and KV append. Interfaces and numerics: cuda/attention.hpp.
+// split-KV decode (fp32 FMA and tensor-core variants), RoPE and KV append. Interfaces and
+// numerics: cuda/attention.hpp.
 #include "cuda/attention.hpp"
 
 #include <algorithm>
@@ -590,6 +591,367 @@ __global__ void __launch_bounds__(kDecThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decode, split-KV, tensor-core variant ("mma"). Same blocks (split, kv head, sequence), partial
+// records, last-block merge protocol and results contract as decode_splitkv_kernel above; the
+// dot products run on tensor cores. Why: the fma kernel issues about one warp instruction per
+// 4 bytes of K/V (Nsight Compute, B = 1 L = 8K on an H200: 8.2 M warp-instructions for 33.5 MB,
+// an issue floor of ~7.9 us by itself), while one mma.m16n8k16 here consumes a 16 x 16 bf16
+// slab of K or V (512 bytes) for all G query heads of the group.
+//
+// Pipeline: tiles of kMmaDecTile = 64 K rows + 64 V rows, kMmaDecStages = 4 deep, cp.async.
+//   hd 128: 16 KB + 16 KB per stage, 128 KB of buffers: one block per SM, three tiles (96 KB)
+//   in flight while one is computed. An H200 streams ~4.2 TB/s with ~1 us of loaded DRAM
+//   latency: ~4 MB in flight over 132 SMs, ~32 KB per SM (Little's law); 96 KB is three times
+//   that. A tile takes ~1 us to arrive at an SM's share of the bandwidth and ~0.3 us of issue
+//   (4 warps x ~150 instructions, mma chains of hd/16 steps), so the loads stay ahead.
+//   hd 64: 8 KB + 8 KB per stage, 64 KB: three blocks per SM.
+// Rows are stored with the prefill kernel's swizzle (16-byte chunk c of row r at c ^ (r & 7)),
+// so cp.async writes and ldmatrix reads are free of bank conflicts; rows past the split's end
+// are zero-filled (cp_async16 with valid = false: no NaN from unused cache rows) and their
+// scores masked to -inf.
+//
+// Warp w owns keys 16w .. 16w+15 of every tile, with its own online-softmax state (m, l, O):
+//   S (16 x 16 keys) = Q (16 x hd) K^T    hd/16 k-steps x 2 n-tiles: hd/8 mma (K: ldmatrix)
+//   P = 2^(S * scale_log2 - m) in fp32, rounded to bf16 as the A operand of P V
+//   O (16 x hd) += P (16 x 16 keys) V       hd/8 n-tiles, one k-step: hd/8 mma (V: ldmatrix.trans)
+// Rows g < G of Q are the group's query heads h0 + g, the bf16 inputs as given (the 1/sqrt(hd)
+// scale multiplies the fp32 scores instead); rows G .. 15 are zero. With the fragment layouts
+// above, lane (g = lane/4, t = lane%4) holds row g of S for keys 2t, 2t+1 (n-tile 0: c0, c1) and
+// 8+2t, 9+2t (n-tile 1): exactly the a0 and a2 registers of P's A fragment. a1 and a3 (rows
+// g+8 >= 8 >= G) are zero, so O's c2, c3 stay zero and are never read; O's c0, c1 of n-tile d
+// are head g, dims 8d + 2t and 8d + 2t + 1.
+//
+// Instruction budget per warp and tile at hd 128 (the warp's 16 keys: 8 KB of K and V): 16 + 16
+// mma, 8 + 8 ldmatrix.x4, 16 cp.async with their addresses, ~35 softmax instructions (the O
+// rescale is skipped while no row max moved): ~130 warp-instructions, ~16 per KB streamed
+// against ~250 per KB for the fma kernel.
+//
+// End of the block: the four warps' states are merged in shared memory in warp order (fixed:
+// the same bits every run); a sequence with a single split writes its output right there (no
+// partial, no counter: the merge below would multiply by exactly 1), otherwise the block writes
+// its partial record and the last block of the (sequence, kv head) merges all of them.
+constexpr int kMmaDecTile = 64;
+constexpr int kMmaDecStages = 4;
+constexpr int kMmaDecWarps = 4;
+constexpr int kMmaDecThreads = kMmaDecWarps * 32;
+constexpr int kMmaDecWarpKeys = kMmaDecTile / kMmaDecWarps;  // 16 = one k-step of P V
+// Partial records whose loads one round of the final merge keeps in flight (per thread: 16
+// float4 + 16 float2 = 96 registers, below the main loop's needs at hd 128).
+constexpr int kMergeBatch = 16;
+
+template <int HD, int G>
+struct MmaDecodeShape {
+  static_assert(kMmaDecWarpKeys == 16, "a warp's keys must be one k-step of the P V mma");
+  static_assert(G >= 1 && G <= 8, "the group's query heads are rows 0..7 of the mma");
+  static constexpr int CH = HD / 8;         // 16-byte chunks per row
+  static constexpr int ROW_BYTES = HD * 2;  // one K or V row in shared memory
+  static constexpr int TILE_BYTES = kMmaDecTile * ROW_BYTES;
+  static constexpr int STAGE_BYTES = 2 * TILE_BYTES;  // K tile, then V tile
+  // Copies: thread tid moves chunk tid % CH of rows tid / CH + i * ROW_STEP, i < COPIES, of the
+  // K tile and the same of the V tile. ROW_STEP is a multiple of 8, so all of a thread's rows
+  // have the same r & 7: its swizzled chunk is one shared-memory column, a fixed offset.
+  static constexpr int ROW_STEP = kMmaDecThreads / CH;  // 8 at hd 128, 16 at hd 64
+  static constexpr int COPIES = kMmaDecTile / ROW_STEP;
+  static_assert(ROW_STEP % 8 == 0 && kMmaDecTile % ROW_STEP == 0, "copy assignment");
+  static constexpr size_t kPipe = size_t(kMmaDecStages) * STAGE_BYTES;
+  // Warp merge: O [warp][G][HD], then m and l [warp][G] (reuses the pipeline buffers).
+  static constexpr size_t kMerge = size_t(kMmaDecWarps) * G * (HD + 2) * sizeof(float);
+  static constexpr size_t kBytes = std::max(kPipe, kMerge);
+};
+
+// Q's A fragments for every k-step kk: qa[kk][0] = a0 = head g, dims 16kk + 2t, +1 and
+// qa[kk][2] = a2 = dims 16kk + 8 + 2t, +1 (32-bit loads, lower dim in the low half as in
+// memory); zero for rows g >= G. a1 and a3 (rows g + 8) are zero; they are kept as registers of
+// the tuple (the mma reads A from four consecutive registers; zeros passed at each call made
+// ptxas rebuild the tuple with moves at every k-step).
+template <int HD, int G>
+__device__ __forceinline__ void mma_dec_load_q(const bf16* q_group, int lane,
+                                               uint32_t (&qa)[HD / 16][4]) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t* row = reinterpret_cast<const uint32_t*>(q_group + g * HD + 2 * t);
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    qa[kk][0] = g < G ? row[kk * 8] : 0u;
+    qa[kk][1] = 0u;
+    qa[kk][2] = g < G ? row[kk * 8 + 4] : 0u;
+    qa[kk][3] = 0u;
+  }
+}
+
+// One warp, one tile: S for its 16 keys (absolute rows key0 .. key0 + 15), online softmax of
+// row g, O += P V. k_lane / v_lane: this lane's ldmatrix row address inside a tile with the
+// chunk pair of k-step (n-tile pair) 0; the pair kk is at (lane offset) ^ (kk << 5): the 16-byte
+// chunk 2kk + b of row r sits at (2kk + b) ^ (r & 7) = 2kk ^ (b ^ (r & 7)), and the row offset
+// (a multiple of 128 bytes) has none of the bits the XOR touches.
+template <int HD>
+__device__ __forceinline__ void mma_dec_tile(uint32_t k_tile, uint32_t v_tile, uint32_t k_lane,
+                                             uint32_t v_lane, const uint32_t (&qa)[HD / 16][4],
+                                             int key0, int end, float scale_log2, int t,
+                                             float& m_run, float& l_run, float (&o)[HD / 8][4]) {
+  float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    uint32_t b0, b1, b2, b3;  // keys 0-7: b0, b1 (dims 16kk.., 16kk+8..); keys 8-15: b2, b3
+    ldmatrix_x4(k_tile + (k_lane ^ (kk << 5)), b0, b1, b2, b3);
+    dev::mma_bf16_16816(sc[0], qa[kk], b0, b1);
+    dev::mma_bf16_16816(sc[1], qa[kk], b2, b3);
+  }
+  // Row g: keys key0 + 2t, +1 (n-tile 0) and key0 + 8 + 2t, +1 (n-tile 1), in the log2 domain.
+  float x[4] = {sc[0][0] * scale_log2, sc[0][1] * scale_log2, sc[1][0] * scale_log2,
+                sc[1][1] * scale_log2};
+  if (key0 + kMmaDecWarpKeys > end) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if (key0 + (i >> 1) * 8 + 2 * t + (i & 1) >= end) x[i] = -INFINITY;
+  }
+  float mx = fmaxf(m_run, fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3])));
+  mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));  // the quad holds row g's 16 keys
+  mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
+  // ex2.approx.ftz, one MUFU op (exp2f adds three instructions for results below 2^-126, whose
+  // weight next to the row max's p = 1 is nil); 2^-inf = +0.
+  const float m_use = mx == -INFINITY ? 0.f : mx;  // nothing visible yet: p = alpha = 0
+  const float alpha = dev::ex2_approx(m_run - m_use);
+  m_run = mx;
+  float p[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) p[i] = dev::ex2_approx(x[i] - m_use);
+  l_run = l_run * alpha + ((p[0] + p[1]) + (p[2] + p[3]));  // this lane's keys; quad sum at the end
+  // alpha is exactly 1 while row g's max stands (the usual case after the first tiles), and a
+  // product with 1 changes no bits: skipping the rescale then gives the same result, cheaper.
+  if (__any_sync(kFullMask, alpha != 1.f)) {
+#pragma unroll
+    for (int d = 0; d < HD / 8; ++d) {
+      o[d][0] *= alpha;
+      o[d][1] *= alpha;
+    }
+  }
+  const uint32_t pa0 = pack_bf16x2(p[0], p[1]);  // A fragment a0: row g, keys 2t, 2t+1
+  const uint32_t pa2 = pack_bf16x2(p[2], p[3]);  // a2: row g, keys 8+2t, 9+2t
+#pragma unroll
+  for (int dp = 0; dp < HD / 16; ++dp) {
+    uint32_t b0, b1, b2, b3;  // dims 16dp..+7: b0, b1 (keys 0-7, 8-15); dims 16dp+8..: b2, b3
+    ldmatrix_x4_trans(v_tile + (v_lane ^ (dp << 5)), b0, b1, b2, b3);
+    dev::mma_bf16_16816(o[2 * dp], pa0, 0u, pa2, 0u, b0, b1);
+    dev::mma_bf16_16816(o[2 * dp + 1], pa0, 0u, pa2, 0u, b2, b3);
+  }
+}
+
+// out[0..3] = A / L rounded to bf16 once (the fma kernel's final rounding).
+__device__ __forceinline__ void store_out4(bf16* dst, const float4& A, float L) {
+  uint2 packed;
+  packed.x = pack_bf16x2(A.x / L, A.y / L);
+  packed.y = pack_bf16x2(A.z / L, A.w / L);
+  *reinterpret_cast<uint2*>(dst) = packed;
+}
+
+__device__ __forceinline__ void fma4(float w, const float4& x, float4& A) {
+  A.x = fmaf(w, x.x, A.x);
+  A.y = fmaf(w, x.y, A.y);
+  A.z = fmaf(w, x.z, A.z);
+  A.w = fmaf(w, x.w, A.w);
+}
+
+// Weight of a state with max m when the common max is M (an empty state, m = -inf, weighs 0).
+__device__ __forceinline__ float merge_weight(float m, float M) {
+  return m == -INFINITY ? 0.f : exp2f(m - M);
+}
+
+// Final merge of one (query head, 4 dims) column over its n_valid partial records, in split
+// order: acc[sp * acc_stride] (float4) and ml[sp] = (max, sum). kMergeBatch records per round,
+// all their loads issued before the first use: up to 16 splits cost one L2 round trip (the
+// (max, sum) pairs travel with the accumulators instead of in a round of their own). Between
+// rounds the running (A, L) moves to the new max (a factor of exactly 1 when it did not move).
+__device__ __forceinline__ void merge_split_column(const float4* acc, int acc_stride,
+                                                   const float2* ml, int n_valid, float4& A,
+                                                   float& L) {
+  float M = -INFINITY;
+  A = make_float4(0.f, 0.f, 0.f, 0.f);
+  L = 0.f;
+  for (int sp0 = 0; sp0 < n_valid; sp0 += kMergeBatch) {
+    float2 mk[kMergeBatch];
+    float4 xk[kMergeBatch];
+#pragma unroll
+    for (int k = 0; k < kMergeBatch; ++k) {
+      const bool ok = sp0 + k < n_valid;
+      mk[k] = ok ? __ldcg(ml + sp0 + k) : make_float2(-INFINITY, 0.f);
+      xk[k] = ok ? __ldcg(acc + static_cast<int64_t>(sp0 + k) * acc_stride)
+                 : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    float M_new = M;
+#pragma unroll
+    for (int k = 0; k < kMergeBatch; ++k) M_new = fmaxf(M_new, mk[k].x);
+    const float r = merge_weight(M, M_new);
+    A = make_float4(A.x * r, A.y * r, A.z * r, A.w * r);
+    L *= r;
+#pragma unroll
+    for (int k = 0; k < kMergeBatch; ++k) {
+      const float w = merge_weight(mk[k].x, M_new);  // 0 for the padding past n_valid
+      fma4(w, xk[k], A);
+      L = fmaf(w, mk[k].y, L);
+    }
+    M = M_new;
+  }
+}
+
+template <int HD, int G>
+__global__ void __launch_bounds__(kMmaDecThreads, 1)
+    decode_splitkv_mma_kernel(const DecodeArgs a, float* __restrict__ part_acc,
+                              float* __restrict__ part_ml, unsigned* __restrict__ counters,
+                              const int num_splits, const int chunk, const float scale_log2) {
+  using Shape = MmaDecodeShape<HD, G>;
+  extern __shared__ __align__(128) unsigned char dsm[];
+
+  const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
+  const int len = a.kv_len[s];
+  const int start = split * chunk;
+  if (start >= len) return;  // this sequence is shorter; its merge counts only valid splits
+  const int end = min(len, start + chunk);
+  const int n_valid = (len + chunk - 1) / chunk;
+  const int n_tiles = (end - start + kMmaDecTile - 1) / kMmaDecTile;
+  const int Hkv = a.kv.num_kv_heads;
+  const int h0 = kvh * G;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int64_t slab = (static_cast<int64_t>(s) * Hkv + kvh) * a.kv.max_tokens * HD;
+
+  // Copies (MmaDecodeShape): chunk cc of rows r0 + i * ROW_STEP; sources from row `start`
+  // (a valid address even for the zero-filled copies, which read nothing).
+  const int cc = tid % Shape::CH, r0 = tid / Shape::CH;
+  const uint32_t pipe = smem_addr(dsm);
+  const uint32_t copy_off = (r0 * Shape::CH + (cc ^ (r0 & 7))) * 16;
+  const bf16* k_src = a.kv.k + slab + static_cast<int64_t>(start) * HD + cc * 8;
+  const bf16* v_src = a.kv.v + slab + static_cast<int64_t>(start) * HD + cc * 8;
+  // Tiles inside the split (all but maybe the last) take the unchecked path: one pointer per
+  // tensor and constant offsets, ~1 instruction per copy instead of ~9 with a per-row check.
+  auto issue = [&](int tile) {
+    const uint32_t k_dst = pipe + (tile % kMmaDecStages) * Shape::STAGE_BYTES + copy_off;
+    const int row = tile * kMmaDecTile + r0;  // this thread's first row, relative to start
+    constexpr int kStep = Shape::ROW_STEP * HD;
+    constexpr int kDstStep = Shape::ROW_STEP * Shape::ROW_BYTES;
+    if (start + (tile + 1) * kMmaDecTile <= end) {
+      const bf16* k_row = k_src + static_cast<int64_t>(row) * HD;
+      const bf16* v_row = v_src + static_cast<int64_t>(row) * HD;
+#pragma unroll
+      for (int i = 0; i < Shape::COPIES; ++i) {
+        cp_async16(k_dst + i * kDstStep, k_row + i * kStep, true);
+        cp_async16(k_dst + Shape::TILE_BYTES + i * kDstStep, v_row + i * kStep, true);
+      }
+      return;
+    }
+#pragma unroll
+    for (int i = 0; i < Shape::COPIES; ++i) {
+      const int r = row + i * Shape::ROW_STEP;
+      const bool ok = start + r < end;
+      const int64_t off = ok ? static_cast<int64_t>(r) * HD : 0;
+      cp_async16(k_dst + i * kDstStep, k_src + off, ok);
+      cp_async16(k_dst + Shape::TILE_BYTES + i * kDstStep, v_src + off, ok);
+    }
+  };
+#pragma unroll
+  for (int tile = 0; tile < kMmaDecStages - 1; ++tile) {
+    if (tile < n_tiles) issue(tile);
+    cp_async_commit();  // empty groups keep the wait_group count uniform
+  }
+
+  uint32_t qa[HD / 16][4];
+  mma_dec_load_q<HD, G>(a.q + static_cast<int64_t>(s) * a.q_stride + h0 * HD, lane, qa);
+  // ldmatrix rows (see mma_dec_tile). K, non-transposed x4: lanes 0-7 / 8-15 / 16-23 / 24-31
+  // address keys 0-7 chunk 0 / keys 0-7 chunk 1 / keys 8-15 chunk 0 / keys 8-15 chunk 1 of the
+  // warp's 16 keys and the k-step's chunk pair. V, transposed x4: keys 0-7 chunk 0 / keys 8-15
+  // chunk 0 / keys 0-7 chunk 1 / keys 8-15 chunk 1 (then b0, b1 and b2, b3 are the B fragments
+  // of the n-tile pair's two 8-dim tiles).
+  const int key_row = warp * kMmaDecWarpKeys + (lane & 7);
+  const uint32_t k_lane =
+      (key_row + ((lane >> 4) << 3)) * Shape::ROW_BYTES + ((((lane >> 3) & 1) ^ (lane & 7)) << 4);
+  const uint32_t v_lane =
+      (key_row + (((lane >> 3) & 1) << 3)) * Shape::ROW_BYTES + (((lane >> 4) ^ (lane & 7)) << 4);
+
+  float m_run = -INFINITY, l_run = 0.f;
+  float o[HD / 8][4];
+#pragma unroll
+  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    cp_async_wait<kMmaDecStages - 2>();  // tile `tile` has landed (this thread's copies)
+    __syncthreads();                     // ... everyone's; and stage (tile-1) % S is free again
+    if (tile + kMmaDecStages - 1 < n_tiles) issue(tile + kMmaDecStages - 1);
+    cp_async_commit();
+    const uint32_t k_tile = pipe + (tile % kMmaDecStages) * Shape::STAGE_BYTES;
+    mma_dec_tile<HD>(k_tile, k_tile + Shape::TILE_BYTES, k_lane, v_lane, qa,
+                     start + tile * kMmaDecTile + warp * kMmaDecWarpKeys, end, scale_log2, lane & 3,
+                     m_run, l_run, o);
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the pipeline buffers are reused below
+
+  // Warp states -> shared memory: lanes of row g < G (the quad's l partial sums reduced first).
+  float* sm_acc = reinterpret_cast<float*>(dsm);  // [warp][G][HD]
+  float* sm_m = sm_acc + kMmaDecWarps * G * HD;   // [warp][G]
+  float* sm_l = sm_m + kMmaDecWarps * G;          // [warp][G]
+  l_run += __shfl_xor_sync(kFullMask, l_run, 1);
+  l_run += __shfl_xor_sync(kFullMask, l_run, 2);
+  {
+    const int g = lane >> 2, t = lane & 3;
+    if (g < G) {
+      float* dst = sm_acc + (warp * G + g) * HD + 2 * t;
+#pragma unroll
+      for (int d = 0; d < HD / 8; ++d)
+        *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][0], o[d][1]);
+      if (t == 0) {
+        sm_m[warp * G + g] = m_run;
+        sm_l[warp * G + g] = l_run;
+      }
+    }
+  }
+  __syncthreads();
+
+  // Merge the warps (order 0..3), 4 dims per thread: the output, or this split's record.
+  const int64_t rec0 = static_cast<int64_t>(s) * a.num_heads + h0;  // record row of head h0
+  for (int v = tid; v < G * HD / 4; v += kMmaDecThreads) {
+    const int g = v / (HD / 4), d4 = v % (HD / 4);
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kMmaDecWarps; ++w) M = fmaxf(M, sm_m[w * G + g]);
+    float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+    float L = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaDecWarps; ++w) {
+      const float wt = merge_weight(sm_m[w * G + g], M);
+      fma4(wt, *reinterpret_cast<const float4*>(sm_acc + (w * G + g) * HD + 4 * d4), A);
+      L = fmaf(wt, sm_l[w * G + g], L);
+    }
+    if (n_valid == 1) {
+      store_out4(a.out + static_cast<int64_t>(s) * a.out_stride + (h0 + g) * HD + 4 * d4, A, L);
+    } else {
+      const int64_t rec = (rec0 + g) * num_splits + split;
+      *reinterpret_cast<float4*>(part_acc + rec * HD + 4 * d4) = A;
+      if (d4 == 0) *reinterpret_cast<float2*>(part_ml + rec * 2) = make_float2(M, L);
+    }
+  }
+  if (n_valid == 1) return;  // the only split of its sequence: no partials, counter untouched
+
+  // The last block of this (sequence, kv head) merges: threadFenceReduction pattern.
+  __shared__ bool is_last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    const unsigned prev = atomicAdd(&counters[s * Hkv + kvh], 1u);
+    is_last = prev == static_cast<unsigned>(n_valid - 1);
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  for (int v = tid; v < G * HD / 4; v += kMmaDecThreads) {
+    const int g = v / (HD / 4), d4 = v % (HD / 4);
+    float4 A;
+    float L;
+    merge_split_column(
+        reinterpret_cast<const float4*>(part_acc + (rec0 + g) * num_splits * HD) + d4, HD / 4,
+        reinterpret_cast<const float2*>(part_ml) + (rec0 + g) * num_splits, n_valid, A, L);
+    store_out4(a.out + static_cast<int64_t>(s) * a.out_stride + (h0 + g) * HD + 4 * d4, A, L);
+  }
+  if (tid == 0) counters[s * Hkv + kvh] = 0;  // every valid block has arrived: reset for reuse
+}
+
+// ---------------------------------------------------------------------------------------------
 // RoPE (rotate-half) and KV append.
 
 // cos/sin of pos * theta^(-2i/hd), the angle in double and reduced to [-pi, pi] before the fp32
@@ -715,18 +1077,47 @@ void launch_decode(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chu
   JB_LAUNCH("decode_splitkv_kernel");
 }
 
+// The mma variant's instantiation: 128 KB of dynamic shared memory at hd 128 (one block per
+// SM), 64 KB at hd 64; also needed before the occupancy query.
+template <int HD, int G>
+void prepare_decode_mma() {
+  allow_dynamic_smem<decode_splitkv_mma_kernel<HD, G>>(MmaDecodeShape<HD, G>::kBytes);
+}
+
+template <int HD, int G>
+void launch_decode_mma(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
+                       float scale_log2, cudaStream_t stream) {
+  prepare_decode_mma<HD, G>();
+  const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
+  float* part_acc = ws.partials.get();
+  float* part_ml = part_acc + static_cast<size_t>(ws.batch) * ws.num_heads * ws.max_splits * HD;
+  decode_splitkv_mma_kernel<HD, G><<<grid, kMmaDecThreads, MmaDecodeShape<HD, G>::kBytes, stream>>>(
+      a, part_acc, part_ml, ws.counters.get(), splits, chunk, scale_log2);
+  JB_LAUNCH("decode_splitkv_mma_kernel");
+}
+
+// `v` is already resolved (Fma or Mma).
+template <int HD, int G>
+void launch_decode_variant(const DecodeArgs& a, DecodeWorkspace& ws, DecodeVariant v, int splits,
+                           int chunk, float scale_log2, cudaStream_t stream) {
+  if (v == DecodeVariant::Mma)
+    launch_decode_mma<HD, G>(a, ws, splits, chunk, scale_log2, stream);
+  else
+    launch_decode<HD, G>(a, ws, splits, chunk, scale_log2, stream);
+}
+
 template <int HD>
-void launch_decode_hd(const DecodeArgs& a, DecodeWorkspace& ws, int group, int splits, int chunk,
-                      float scale_log2, cudaStream_t stream) {
+void launch_decode_hd(const DecodeArgs& a, DecodeWorkspace& ws, DecodeVariant v, int group,
+                      int splits, int chunk, float scale_log2, cudaStream_t stream) {
   switch (group) {
     case 1:
-      return launch_decode<HD, 1>(a, ws, splits, chunk, scale_log2, stream);
+      return launch_decode_variant<HD, 1>(a, ws, v, splits, chunk, scale_log2, stream);
     case 2:
-      return launch_decode<HD, 2>(a, ws, splits, chunk, scale_log2, stream);
+      return launch_decode_variant<HD, 2>(a, ws, v, splits, chunk, scale_log2, stream);
     case 4:
-      return launch_decode<HD, 4>(a, ws, splits, chunk, scale_log2, stream);
+      return launch_decode_variant<HD, 4>(a, ws, v, splits, chunk, scale_log2, stream);
     case 8:
-      return launch_decode<HD, 8>(a, ws, splits, chunk, scale_log2, stream);
+      return launch_decode_variant<HD, 8>(a, ws, v, splits, chunk, scale_log2, stream);
     default:
       fail(ErrorKind::Unsupported,
            "attention_decode: H/Hkv = " + std::to_string(group) + " (supported: 1, 2, 4, 8)");
@@ -803,34 +1194,51 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
 }
 
 template <int HD, int G>
-int decode_blocks_per_sm_of() {
+int decode_blocks_per_sm_of(DecodeVariant v) {
+  if (v == DecodeVariant::Mma) {
+    prepare_decode_mma<HD, G>();
+    return blocks_per_sm(decode_splitkv_mma_kernel<HD, G>, kMmaDecThreads,
+                         MmaDecodeShape<HD, G>::kBytes);
+  }
   prepare_decode<HD, G>();
   return blocks_per_sm(decode_splitkv_kernel<HD, G>, kDecThreads, DecodeShape<HD, G>::kBytes);
 }
 
-// Decode blocks of this (head_dim, group) that one SM holds at once (occupancy API; at hd 128
-// the 64 KB of pipeline buffers decide it: 3 blocks). Unsupported shapes give 1; the launch
-// itself reports them.
-int decode_blocks_per_sm(int head_dim, int group) {
-  static const std::array<int, 8> table = [] {
-    return std::array<int, 8>{decode_blocks_per_sm_of<64, 1>(),  decode_blocks_per_sm_of<64, 2>(),
-                              decode_blocks_per_sm_of<64, 4>(),  decode_blocks_per_sm_of<64, 8>(),
-                              decode_blocks_per_sm_of<128, 1>(), decode_blocks_per_sm_of<128, 2>(),
-                              decode_blocks_per_sm_of<128, 4>(), decode_blocks_per_sm_of<128, 8>()};
-  }();
-  const int gi = group == 1 ? 0 : group == 2 ? 1 : group == 4 ? 2 : group == 8 ? 3 : -1;
-  if (gi < 0 || (head_dim != 64 && head_dim != 128)) return 1;
-  return table[(head_dim == 128 ? 4 : 0) + gi];
+// [hd 64: G 1, 2, 4, 8; hd 128: G 1, 2, 4, 8] for one resolved variant.
+std::array<int, 8> decode_occupancy_table(DecodeVariant v) {
+  return {decode_blocks_per_sm_of<64, 1>(v),  decode_blocks_per_sm_of<64, 2>(v),
+          decode_blocks_per_sm_of<64, 4>(v),  decode_blocks_per_sm_of<64, 8>(v),
+          decode_blocks_per_sm_of<128, 1>(v), decode_blocks_per_sm_of<128, 2>(v),
+          decode_blocks_per_sm_of<128, 4>(v), decode_blocks_per_sm_of<128, 8>(v)};
 }
 
-int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len) {
+// Decode blocks of this (head_dim, group) and variant that one SM holds at once (occupancy API:
+// fma at hd 128, 64 KB of shared memory -> 3 blocks, 2 at G 8 whose 239 registers decide; mma,
+// 128 KB at hd 128 -> 1, 64 KB at hd 64 -> 3). Unsupported shapes give 1; the launch itself
+// reports them.
+int decode_blocks_per_sm(int head_dim, int group, DecodeVariant v) {
+  const int gi = group == 1 ? 0 : group == 2 ? 1 : group == 4 ? 2 : group == 8 ? 3 : -1;
+  if (gi < 0 || (head_dim != 64 && head_dim != 128)) return 1;
+  const int idx = (head_dim == 128 ? 4 : 0) + gi;
+  if (resolve_decode_variant(v) == DecodeVariant::Mma) {
+    static const std::array<int, 8> mma = decode_occupancy_table(DecodeVariant::Mma);
+    return mma[idx];
+  }
+  static const std::array<int, 8> fma = decode_occupancy_table(DecodeVariant::Fma);
+  return fma[idx];
+}
+
+int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len,
+                      DecodeVariant v) {
   const int slabs = std::max(1, batch * num_kv_heads);
   const int group = num_kv_heads > 0 ? num_heads / num_kv_heads : 1;
   // One whole wave: as many blocks as the GPU holds at once, never a partial second wave, which
   // would leave most SMs idle while it runs (measured on an H200 at hd 128, 32:8, B 1,
   // L 128K: the earlier "4 blocks per SM" rule made 66 x 8 = 528 blocks for 3 x 132 = 396
-  // slots, two waves, 1.39 TB/s). At least 64 rows per split.
-  const int capacity = decode_blocks_per_sm(head_dim, group) * sm_count();
+  // slots, two waves, 1.39 TB/s). At least 64 rows per split. The mma variant holds one block
+  // per SM at hd 128, so it gets a third of the fma variant's splits (16 instead of 49 at B 1
+  // 32:8 on 132 SMs): fewer, longer splits, and a final merge of 16 records instead of 43.
+  const int capacity = decode_blocks_per_sm(head_dim, group, v) * sm_count();
   const int want = std::max(1, capacity / slabs);
   const int by_len = std::max(1, ceil_div(std::max(1, max_kv_len), 64));
   return std::min({want, by_len, kDecodeMaxSplits});
@@ -857,7 +1265,31 @@ DecodeSplit decode_split(int max_kv_len, int requested, int max_splits) {
   return {ceil_div(max_kv_len, chunk), chunk};
 }
 
-std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStream_t stream) {
+const char* decode_variant_name(DecodeVariant v) {
+  switch (v) {
+    case DecodeVariant::Auto:
+      return "auto";
+    case DecodeVariant::Fma:
+      return "fma";
+    case DecodeVariant::Mma:
+      return "mma";
+  }
+  return "?";
+}
+
+DecodeVariant parse_decode_variant(const std::string& s) {
+  if (s == "auto" || s.empty()) return DecodeVariant::Auto;
+  if (s == "fma") return DecodeVariant::Fma;
+  if (s == "mma") return DecodeVariant::Mma;
+  fail(ErrorKind::Usage, "unknown decode variant '" + s + "' (auto, fma, mma)");
+}
+
+DecodeVariant resolve_decode_variant(DecodeVariant v) {
+  return v == DecodeVariant::Auto ? DecodeVariant::Mma : v;
+}
+
+std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, DecodeVariant variant,
+                             cudaStream_t stream) {
   const int hd = a.kv.head_dim;
   check_head_dim(hd, "attention_decode");
   if (a.num_heads <= 0 || a.kv.num_kv_heads <= 0 || a.num_heads % a.kv.num_kv_heads != 0)
@@ -877,17 +1309,18 @@ std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws, cudaStrea
   check_aligned16(a.out, a.out_stride, "attention_decode out");
   check_aligned16(a.kv.k, 0, "attention_decode k cache");
   check_aligned16(a.kv.v, 0, "attention_decode v cache");
+  const DecodeVariant v = resolve_decode_variant(variant);
   const int splits = a.num_splits > 0 ? a.num_splits
                                       : decode_num_splits(a.kv.batch, a.num_heads,
-                                                          a.kv.num_kv_heads, hd, a.max_kv_len);
+                                                          a.kv.num_kv_heads, hd, a.max_kv_len, v);
   const DecodeSplit sp = decode_split(a.max_kv_len, splits, ws.max_splits);
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(hd));
   const int group = a.num_heads / a.kv.num_kv_heads;
   if (hd == 128)
-    launch_decode_hd<128>(a, ws, group, sp.splits, sp.chunk, scale_log2, stream);
+    launch_decode_hd<128>(a, ws, v, group, sp.splits, sp.chunk, scale_log2, stream);
   else
-    launch_decode_hd<64>(a, ws, group, sp.splits, sp.chunk, scale_log2, stream);
-  return "splitkv";
+    launch_decode_hd<64>(a, ws, v, group, sp.splits, sp.chunk, scale_log2, stream);
+  return v == DecodeVariant::Mma ? "splitkv_mma" : "splitkv_fma";
 }
 
 void rope_inplace(bf16* x, int64_t stride, int num_heads, int head_dim, const SeqBatch& seqs,

@@ -14,7 +14,13 @@
 // multiplication, folded into exp2 with log2(e)), running max and sum in fp32, output divided by
 // the row sum at the end and rounded to bf16 once. The mma variants round the unnormalised
 // probabilities P to bf16 before the P*V product (as FlashAttention-2 does); the simple variant
-// keeps P in fp32.
+// keeps P in fp32. Decode: the fma variant keeps P in fp32 (q is multiplied by the scale in fp32
+// before the dot products); the mma variant takes q exactly as the bf16 input (the scale
+// multiplies the fp32 scores after the Q*K^T product), rounds P to bf16 before P*V like the
+// prefill mma variants, keeps the row sums of the unrounded fp32 P, and merges warps and splits
+// in fp32 in a fixed order. Both stay within the compare policy's factor 2 over the
+// bf16-emulating reference (which keeps P in fp32): rounding P costs about one more bf16
+// rounding's worth of relative error, the output rounding being the other.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -75,6 +81,16 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v = PrefillVa
 // partial (max, sum, acc) for all H/Hkv query heads that share the kv head (each K/V row is read
 // once per group); the last block of a (sequence, kv head) to finish merges the partials in
 // split order (a fixed order: the result does not depend on which block finishes last).
+// Two kernels with this contract and the same shapes (head_dim 64 / 128, H/Hkv 1, 2, 4, 8):
+enum class DecodeVariant {
+  Auto,  // mma, for every supported shape
+  Fma,   // fp32 FMAs on CUDA cores, P in fp32, 2-3 blocks per SM at hd 128 (the A/B baseline)
+  Mma,   // tensor cores (mma.sync m16n8k16 bf16), P in bf16, 1 block per SM at hd 128
+};
+const char* decode_variant_name(DecodeVariant v);          // "auto", "fma", "mma"
+DecodeVariant parse_decode_variant(const std::string& s);  // Error{Usage} if unknown
+// The variant attention_decode runs when asked for v (Auto -> Mma; Fma and Mma as given).
+DecodeVariant resolve_decode_variant(DecodeVariant v);
 struct DecodeArgs {
   const bf16* q = nullptr;  // [batch, q_stride]
   int64_t q_stride = 0;
@@ -84,7 +100,7 @@ struct DecodeArgs {
   KvView kv;
   const int* kv_len = nullptr;  // device [batch], >= 1
   int max_kv_len = 0;           // host copy of max_s kv_len[s]
-  int num_splits = 0;           // 0: chosen from the shape and the SM count
+  int num_splits = 0;           // 0: decode_num_splits (shape, variant, SM count)
 };
 
 // Workspace for attention_decode: fp32 partials (acc [batch, H, splits, hd], then max and sum
@@ -97,20 +113,25 @@ struct DecodeWorkspace {
 };
 void decode_workspace_init(DecodeWorkspace& ws, int batch, int num_heads, int num_kv_heads,
                            int head_dim, int max_splits);
-// The split count attention_decode uses for this shape (also the workspace size to ask for):
-// one whole wave of decode blocks on this GPU. Needs a CUDA device.
-int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len);
+// The split count attention_decode uses for this shape and variant (also the workspace size to
+// ask for): one whole wave of that variant's blocks on this GPU, so it depends on the variant
+// (at hd 128 the mma kernel holds one block per SM, the fma kernel two or three). A workspace sized
+// for one variant and used with another caps the split count at its max_splits (correct, maybe
+// slower). Needs a CUDA device.
+int decode_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim, int max_kv_len,
+                      DecodeVariant v = DecodeVariant::Auto);
 constexpr int kDecodeMaxSplits = 256;
 // What a launch really runs for `requested` splits: capped at the workspace's max_splits, then
-// whole 64-row tiles per split (chunk rows each), which can leave fewer splits than asked.
+// whole 64-row tiles per split (chunk rows each), which can leave fewer splits than asked (both
+// variants' tiles divide 64 rows: fma 32, mma 64).
 struct DecodeSplit {
   int splits, chunk;
 };
 DecodeSplit decode_split(int max_kv_len, int requested, int max_splits);
 
-// Returns the variant name ("splitkv").
+// Returns the name of the kernel that ran ("splitkv_fma", "splitkv_mma").
 std::string attention_decode(const DecodeArgs& a, DecodeWorkspace& ws,
-                             cudaStream_t stream = nullptr);
+                             DecodeVariant v = DecodeVariant::Auto, cudaStream_t stream = nullptr);
 
 // Rotate-half RoPE in place on x [total_new, stride] (heads at columns h*hd ..), token t of
 // sequence s at position past_len[s] + (t - cu_new[s]). inv_freq_i = theta^(-2i/hd) and the angle

@@ -20,12 +20,15 @@ AttentionLayer::AttentionLayer(const ModelConfig& c, int batch, int64_t max_toke
                                 std::to_string(c.num_key_value_heads));
   if (c.sliding_window)
     fail(ErrorKind::Unsupported, "AttentionLayer: sliding_window is not implemented");
-  const int max_splits = decode_num_splits(
-      batch, static_cast<int>(c.num_attention_heads), static_cast<int>(c.num_key_value_heads),
-      static_cast<int>(c.head_dim), static_cast<int>(std::min<int64_t>(max_tokens, 1 << 30)));
-  decode_workspace_init(ws_, batch, static_cast<int>(c.num_attention_heads),
-                        static_cast<int>(c.num_key_value_heads), static_cast<int>(c.head_dim),
-                        max_splits);
+  // Partials for the larger of the two variants' split counts, so that decode_variant can be
+  // changed after construction without capping the variant's own split count.
+  const int H = static_cast<int>(c.num_attention_heads);
+  const int Hkv = static_cast<int>(c.num_key_value_heads);
+  const int hd = static_cast<int>(c.head_dim);
+  const int rows = static_cast<int>(std::min<int64_t>(max_tokens, 1 << 30));
+  const int max_splits = std::max(decode_num_splits(batch, H, Hkv, hd, rows, DecodeVariant::Fma),
+                                  decode_num_splits(batch, H, Hkv, hd, rows, DecodeVariant::Mma));
+  decode_workspace_init(ws_, batch, H, Hkv, hd, max_splits);
 }
 
 void AttentionLayer::reserve(int64_t tokens) {
@@ -64,7 +67,7 @@ std::string AttentionLayer::forward(const bf16* x, bf16* out, const std::vector<
     a.kv = cache_.view();
     a.kv_len = cache_.device_lengths();
     a.max_kv_len = cache_.max_length();
-    variant = attention_decode(a, ws_, stream);
+    variant = attention_decode(a, ws_, decode_variant, stream);
   } else {
     PrefillArgs a;
     a.q = q_.get();

@@ -29,7 +29,7 @@ class AttentionLayer {
 
   // x [sum(new_len), d] token-major, sequence after sequence; out the same shape. Sequence s
   // brings new_len[s] tokens (0 allowed) at positions cache.lengths()[s] ... Returns the kernel
-  // variant that ran ("mma64", "splitkv", ...).
+  // variant that ran ("mma64", "splitkv_mma", ...).
   std::string forward(const bf16* x, bf16* out, const std::vector<int>& new_len,
                       const AttentionLayerWeights& w, cudaStream_t stream = nullptr);
   // Prefill of one sequence batch (any lengths) and one decode step (one token per sequence).
@@ -45,6 +45,7 @@ class AttentionLayer {
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
   PrefillVariant prefill_variant = PrefillVariant::Auto;
+  DecodeVariant decode_variant = DecodeVariant::Auto;  // the workspace fits either variant
 
  private:
   void reserve(int64_t tokens);

@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "compare/registry.hpp"
 #include "compare/runner.hpp"
 #include "core/bf16.hpp"
 #include "core/error.hpp"
@@ -103,7 +105,7 @@ void check_handoff(bool rope) {
   jb::cuda::AttentionLayer stepwise(c, 1, L + n);
   EXPECT_NE(stepwise.prefill(x.get(), y_step.get(), {L}, w), "none");
   for (int i = 0; i < n; ++i)
-    EXPECT_EQ(stepwise.decode(x.get() + (L + i) * d, y_step.get() + (L + i) * d, w), "splitkv");
+    EXPECT_EQ(stepwise.decode(x.get() + (L + i) * d, y_step.get() + (L + i) * d, w), "splitkv_mma");
   EXPECT_EQ(stepwise.cache().lengths()[0], L + n);
   jb::cuda::AttentionLayer whole(c, 1, L + n);
   whole.prefill(x.get(), y_full.get(), {L + n}, w);
@@ -132,6 +134,34 @@ TEST(CudaAttention, LayerPrefillThenDecodeEqualsLongerPrefill) {
 TEST(CudaAttention, LayerPrefillThenDecodeEqualsLongerPrefillWithRope) {
   SKIP_WITHOUT_GPU();
   check_handoff(true);
+}
+
+// Both decode kernels against the references (compare policy, two runs bitwise equal, guards
+// intact) on a few shapes, each reporting the kernel that ran; Auto must run the mma kernel.
+// Shapes: 32:8 hd 128 over a mixed-length batch (lengths 1 and odd, several splits), G = 1 at
+// hd 64 (64-row splits: the 40-row sequence has a single split, the other 33), G = 8 with a
+// sharp softmax.
+TEST(CudaAttention, DecodeVariantsAgreeWithReference) {
+  SKIP_WITHOUT_GPU();
+  const jb::cmp::OpInfo* op = jb::cmp::registry().find("ATTN_DECODE");
+  ASSERT_NE(op, nullptr);
+  const char* shapes[] = {"H=32,Hkv=8,hd=128,lens=1+100+5000+777", "H=2,Hkv=2,hd=64,lens=40+2049",
+                          "H=64,Hkv=8,hd=128,lens=3000,qscale=4"};
+  const std::pair<const char*, const char*> variants[] = {
+      {"fma", "splitkv_fma"}, {"mma", "splitkv_mma"}, {"auto", "splitkv_mma"}};
+  for (const char* shape : shapes)
+    for (const auto& [variant, expected] : variants) {
+      const jb::cmp::Case c = jb::cmp::Case::parse(std::string("ATTN_DECODE(") + shape +
+                                                   ",variant=" + variant + ",seed=3)");
+      const jb::cmp::CaseResult r = jb::cmp::run_case(*op, c);
+      std::string detail = r.reason;
+      for (const auto& t : r.tensors)
+        for (const auto& f : t.verdict.failures) detail += "; " + t.name + ": " + f;
+      EXPECT_EQ(r.status, jb::cmp::Status::Pass) << r.case_str << ": " << detail;
+      EXPECT_EQ(r.variant, expected) << r.case_str;
+      EXPECT_TRUE(r.deterministic) << r.case_str;
+      EXPECT_TRUE(r.guards_ok) << r.case_str;
+    }
 }
 
 TEST(CudaAttention, CacheOverflowIsOutOfMemory) {
@@ -164,4 +194,20 @@ TEST(AttentionDecodeSplit, WholeTilesPerSplit) {
   EXPECT_EQ(b.splits, 128);
   const jb::cuda::DecodeSplit c = jb::cuda::decode_split(1, 16, 16);
   EXPECT_EQ(c.splits, 1);
+}
+
+// Host only: the decode variant knob's names, parsing and what Auto resolves to.
+TEST(AttentionDecodeVariant, NamesParseAndAuto) {
+  using jb::cuda::DecodeVariant;
+  for (DecodeVariant v : {DecodeVariant::Auto, DecodeVariant::Fma, DecodeVariant::Mma})
+    EXPECT_EQ(jb::cuda::parse_decode_variant(jb::cuda::decode_variant_name(v)), v);
+  EXPECT_EQ(jb::cuda::parse_decode_variant(""), DecodeVariant::Auto);
+  EXPECT_EQ(jb::cuda::resolve_decode_variant(DecodeVariant::Auto), DecodeVariant::Mma);
+  EXPECT_EQ(jb::cuda::resolve_decode_variant(DecodeVariant::Fma), DecodeVariant::Fma);
+  try {
+    jb::cuda::parse_decode_variant("splitkv");
+    FAIL() << "an unknown variant name was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+  }
 }

@@ -14,7 +14,8 @@
 //                     more than 256 new tokens, spread evenly and including the first and the
 //                     last 16 rows (a full double-precision reference at L=32K, H=32 would be
 //                     ~4 TFLOP on the CPU). The cache rows compared are the same rows.
-//   variant=          prefill kernel variant (auto, simple, mma64, mma128); splits= (decode)
+//   variant=          prefill kernel variant (auto, simple, mma64, mma128); decode kernel
+//                     variant (auto, fma, mma); splits= (decode: requested split count)
 //   big=1             excluded by --quick (CPU reference and input generation take seconds)
 //
 // Inputs: q, k, v ~ N(0, 1) (q ~ N(0, qscale)), bf16-rounded, from core/rng.hpp keyed by
@@ -397,16 +398,17 @@ Outputs decode_kernel(const Case& c, KernelRun& run) {
   a.kv_len = cache.device_lengths();
   a.max_kv_len = max_len;
   a.num_splits = c.has("splits") ? static_cast<int>(c.geti("splits")) : 0;
+  const jb::cuda::DecodeVariant variant = jb::cuda::parse_decode_variant(c.get("variant", "auto"));
   const int splits = a.num_splits > 0
                          ? a.num_splits
-                         : jb::cuda::decode_num_splits(B, in.H, in.Hkv, in.hd, max_len);
+                         : jb::cuda::decode_num_splits(B, in.H, in.Hkv, in.hd, max_len, variant);
   jb::cuda::DecodeWorkspace ws;
   jb::cuda::decode_workspace_init(ws, B, in.H, in.Hkv, in.hd, splits);
   jb::cuda::GuardedBuffer out(static_cast<size_t>(B * qd) * sizeof(bf16));
   out.poison();
   a.out = static_cast<bf16*>(out.body());
   a.out_stride = qd;
-  run.variant = jb::cuda::attention_decode(a, ws);
+  run.variant = jb::cuda::attention_decode(a, ws, variant);
   JB_CUDA(cudaDeviceSynchronize());
   run.guards_ok = out.guards_intact();
   run.notes.push_back(

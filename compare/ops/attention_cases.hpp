@@ -85,6 +85,31 @@ inline std::vector<Case> decode_cases() {
   add({{"H", "16"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "333"}});
   add({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "1+17+1000"}});
   add({{"H", "8"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "4097"}});
+  // Each kernel on its own (the grid above runs Auto, i.e. mma): lengths 1 and odd, around the
+  // 16-key warp slices and 64-row tiles, mixed-length batches, one split and 6 splits, G = 1 /
+  // 2 / 4 / 8, hd 64 and 128, a sharp softmax, 8K, and 128K (big).
+  for (const char* var : {"fma", "mma"}) {
+    auto add_v = [&](CaseParams p) {
+      p.push_back({"variant", var});
+      add(p);
+    };
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "17"}});
+    add_v({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "15+16+63+64+65+129"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1+100+5000+20000"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1000"}, {"splits", "1"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "1000"}, {"splits", "7"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "5000"}, {"qscale", "4"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "8192"}});
+    add_v({{"H", "32"}, {"Hkv", "32"}, {"hd", "128"}, {"lens", "1000+3"}});
+    add_v({{"H", "16"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "333"}});
+    add_v({{"H", "64"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "5000"}});
+    add_v({{"H", "2"}, {"Hkv", "2"}, {"hd", "64"}, {"lens", "77+3001"}});
+    add_v({{"H", "4"}, {"Hkv", "2"}, {"hd", "64"}, {"lens", "1+999"}});
+    add_v({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "1+17+1000"}});
+    add_v({{"H", "8"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "4097"}});
+    add_v({{"H", "32"}, {"Hkv", "8"}, {"hd", "128"}, {"lens", "131072"}, {"big", "1"}});
+  }
   return v;
 }
 
@@ -114,7 +139,8 @@ inline std::vector<OpInfo> listings() {
       "causal GQA prefill over the KV cache (varlen batch, optional RoPE), jamba-spec §2.3";
   ops[0].cases = prefill_cases;
   ops[1].name = "ATTN_DECODE";
-  ops[1].description = "split-KV decode, one token per sequence, GQA, jamba-spec §2.3";
+  ops[1].description =
+      "split-KV decode (fma or tensor-core kernel), one token per sequence, GQA, jamba-spec §2.3";
   ops[1].cases = decode_cases;
   ops[2].name = "ATTN_LAYER";
   ops[2].description =

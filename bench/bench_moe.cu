@@ -14,7 +14,10 @@
 //   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 4096 / 8192 tokens (Gemm path,
 //       expert GEMMs on N concurrent lanes): TFLOP/s (2 * T * k * 3 * d * I), and x_cublas =
 //       time of the same GEMMs done as two plain cuBLAS bf16 calls (bf16 in and out) over all
-//       T*k rows, over our time (target >= 0.85 for bf16).
+//       T*k rows, over our time (target >= 0.85 for bf16). bf16 rows at N = 1, 2, 4 (the
+//       default) and 8: on an H200 (2026-11-29, two runs) 4 lanes measured 0.86-0.88 / 0.84-0.85
+//       at T = 4096 / 8192, 2 lanes 0.82-0.83 / 0.81, 8 lanes 0.80 / 0.86-0.87; the cuBLAS
+//       reference itself varied 645-735 TFLOP/s between rows of one run (power cap).
 //
 // Timing: CUDA events around each call (UseManualTime), warm-up first, median reported in the
 // counters. Weights and activations are random (fill_normal), never zeros (METHOD.md). The
@@ -23,6 +26,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -252,11 +256,15 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-  // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts in order).
+  // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts in order)
+  // and other lane counts (bf16; a count equal to the default is not registered twice).
+  std::set<std::string> registered;
   for (auto [int8, lanes] :
        {std::pair{false, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}, std::pair{false, 1},
+        std::pair{false, 2}, std::pair{false, 4}, std::pair{false, 8},
         std::pair{true, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}}) {
     const std::string w = std::string(int8 ? "int8" : "bf16") + "/lanes" + std::to_string(lanes);
+    if (!registered.insert(w).second) continue;
     benchmark::RegisterBenchmark(
         ("BM_MoePrefill/" + w).c_str(),
         [int8 = int8, lanes = lanes](benchmark::State& s) { BM_MoePrefill(s, int8, lanes); })

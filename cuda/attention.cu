@@ -1058,52 +1058,49 @@ void launch_prefill_simple(const PrefillArgs& a, float scale_log2, cudaStream_t 
   JB_LAUNCH("prefill_simple_kernel");
 }
 
-// Opts the instantiation into its dynamic shared memory (64 KB at hd 128: above the 48 KB
-// default); also needed before the occupancy query.
-template <int HD, int G>
-void prepare_decode() {
-  allow_dynamic_smem<decode_splitkv_kernel<HD, G>>(DecodeShape<HD, G>::kBytes);
-}
-
-template <int HD, int G>
-void launch_decode(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
-                   float scale_log2, cudaStream_t stream) {
-  prepare_decode<HD, G>();
-  const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
-  float* part_acc = ws.partials.get();
-  float* part_ml = part_acc + static_cast<size_t>(ws.batch) * ws.num_heads * ws.max_splits * HD;
-  decode_splitkv_kernel<HD, G><<<grid, kDecThreads, DecodeShape<HD, G>::kBytes, stream>>>(
-      a, part_acc, part_ml, ws.counters.get(), splits, chunk, scale_log2);
-  JB_LAUNCH("decode_splitkv_kernel");
-}
-
-// The mma variant's instantiation: 128 KB of dynamic shared memory at hd 128 (one block per
-// SM), 64 KB at hd 64; also needed before the occupancy query.
-template <int HD, int G>
-void prepare_decode_mma() {
-  allow_dynamic_smem<decode_splitkv_mma_kernel<HD, G>>(MmaDecodeShape<HD, G>::kBytes);
-}
-
-template <int HD, int G>
-void launch_decode_mma(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
-                       float scale_log2, cudaStream_t stream) {
-  prepare_decode_mma<HD, G>();
-  const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
-  float* part_acc = ws.partials.get();
-  float* part_ml = part_acc + static_cast<size_t>(ws.batch) * ws.num_heads * ws.max_splits * HD;
-  decode_splitkv_mma_kernel<HD, G><<<grid, kMmaDecThreads, MmaDecodeShape<HD, G>::kBytes, stream>>>(
-      a, part_acc, part_ml, ws.counters.get(), splits, chunk, scale_log2);
-  JB_LAUNCH("decode_splitkv_mma_kernel");
-}
+// The kernel of each decode variant with its block size and dynamic shared memory (fma: 64 KB
+// at hd 128, 2-3 blocks per SM; mma: 128 KB at hd 128, one block per SM, 64 KB at hd 64).
+template <int HD, int G, DecodeVariant V>
+struct DecodeKernel {
+  static constexpr bool kMma = V == DecodeVariant::Mma;
+  static constexpr int kThreads = kMma ? kMmaDecThreads : kDecThreads;
+  static constexpr size_t kSmem = kMma ? MmaDecodeShape<HD, G>::kBytes : DecodeShape<HD, G>::kBytes;
+  static constexpr auto fn() {
+    if constexpr (kMma)
+      return decode_splitkv_mma_kernel<HD, G>;
+    else
+      return decode_splitkv_kernel<HD, G>;
+  }
+  // Opts the instantiation into its dynamic shared memory (above the 48 KB default); also
+  // needed before the occupancy query.
+  static void prepare() { allow_dynamic_smem<fn()>(kSmem); }
+  static int blocks_per_sm() {
+    prepare();
+    return jb::cuda::blocks_per_sm(fn(), kThreads, kSmem);
+  }
+  static void launch(const DecodeArgs& a, DecodeWorkspace& ws, int splits, int chunk,
+                     float scale_log2, cudaStream_t stream) {
+    prepare();
+    const dim3 grid(splits, a.kv.num_kv_heads, a.kv.batch);
+    float* part_acc = ws.partials.get();
+    float* part_ml = part_acc + static_cast<size_t>(ws.batch) * ws.num_heads * ws.max_splits * HD;
+    fn()<<<grid, kThreads, kSmem, stream>>>(a, part_acc, part_ml, ws.counters.get(), splits, chunk,
+                                            scale_log2);
+    if constexpr (kMma)
+      JB_LAUNCH("decode_splitkv_mma_kernel");
+    else
+      JB_LAUNCH("decode_splitkv_kernel");
+  }
+};
 
 // `v` is already resolved (Fma or Mma).
 template <int HD, int G>
 void launch_decode_variant(const DecodeArgs& a, DecodeWorkspace& ws, DecodeVariant v, int splits,
                            int chunk, float scale_log2, cudaStream_t stream) {
   if (v == DecodeVariant::Mma)
-    launch_decode_mma<HD, G>(a, ws, splits, chunk, scale_log2, stream);
+    DecodeKernel<HD, G, DecodeVariant::Mma>::launch(a, ws, splits, chunk, scale_log2, stream);
   else
-    launch_decode<HD, G>(a, ws, splits, chunk, scale_log2, stream);
+    DecodeKernel<HD, G, DecodeVariant::Fma>::launch(a, ws, splits, chunk, scale_log2, stream);
 }
 
 template <int HD>
@@ -1195,13 +1192,8 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
 
 template <int HD, int G>
 int decode_blocks_per_sm_of(DecodeVariant v) {
-  if (v == DecodeVariant::Mma) {
-    prepare_decode_mma<HD, G>();
-    return blocks_per_sm(decode_splitkv_mma_kernel<HD, G>, kMmaDecThreads,
-                         MmaDecodeShape<HD, G>::kBytes);
-  }
-  prepare_decode<HD, G>();
-  return blocks_per_sm(decode_splitkv_kernel<HD, G>, kDecThreads, DecodeShape<HD, G>::kBytes);
+  return v == DecodeVariant::Mma ? DecodeKernel<HD, G, DecodeVariant::Mma>::blocks_per_sm()
+                                 : DecodeKernel<HD, G, DecodeVariant::Fma>::blocks_per_sm();
 }
 
 // [hd 64: G 1, 2, 4, 8; hd 128: G 1, 2, 4, 8] for one resolved variant.

@@ -79,6 +79,31 @@ double median_ms(const std::function<void()>& fn, int reps, int warmup, cudaStre
   return median(times);
 }
 
+namespace {
+std::string current_pci_bus_id() {
+  int dev = 0;
+  JB_CUDA(cudaGetDevice(&dev));
+  char bus[32] = {};
+  JB_CUDA(cudaDeviceGetPCIBusId(bus, sizeof bus, dev));
+  return bus;
+}
+}  // namespace
+
+GpuMonitor& gpu_monitor() {
+  static GpuMonitor monitor(current_pci_bus_id());
+  return monitor;
+}
+
+void add_gpu_conditions(benchmark::State& state, const GpuConditions& c) {
+  if (c.samples == 0) return;
+  state.counters["gpu_sm_MHz"] = c.sm_mhz_median;
+  state.counters["gpu_sm_MHz_min"] = c.sm_mhz_min;
+  state.counters["gpu_mem_MHz_min"] = c.mem_mhz_min;
+  state.counters["gpu_W_max"] = c.watts_max;
+  state.counters["gpu_pwrcap"] = c.power_cap_fraction;
+  state.counters["gpu_slowdown"] = c.slowdown_fraction;
+}
+
 size_t l2_bytes() {
   cudaDeviceProp prop;
   JB_CUDA(cudaGetDeviceProperties(&prop, 0));
@@ -147,6 +172,9 @@ void add_ceilings_to_context(const Ceilings& c) {
   benchmark::AddCustomContext("jb_copy_kernel_GBps", buf);
   std::snprintf(buf, sizeof buf, "%.1f", c.gemm_tflops);
   benchmark::AddCustomContext("jb_gemm_bf16_TFLOPs", buf);
+  const GpuMonitor& m = gpu_monitor();
+  benchmark::AddCustomContext("jb_gpu_monitor",
+                              m.available() ? "nvml, 10 ms samples" : "unavailable: " + m.why());
 }
 
 const Ceilings& ceilings() {

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "core/gpu_monitor.hpp"
+
 namespace jb::bench {
 
 struct Ceilings {
@@ -32,7 +34,8 @@ struct Ceilings {
 // Environment: JB_CEILINGS=0 skips the measurement (ratios then print as 0).
 const Ceilings& ceilings();
 Ceilings measure_ceilings(size_t copy_bytes = size_t(1) << 30, int gemm_n = 8192, int reps = 20);
-// Adds the measured ceilings to benchmark's context (device, copy GB/s, GEMM TFLOP/s).
+// Adds the measured ceilings to benchmark's context (device, copy GB/s, GEMM TFLOP/s), and
+// jb_gpu_monitor: whether the GPU monitor runs ("nvml, 10 ms samples") or why not.
 void add_ceilings_to_context(const Ceilings& c);
 
 // Median milliseconds of `reps` timed calls of fn (each bracketed by CUDA events on `stream`),
@@ -57,15 +60,25 @@ class EventTimer {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
+// The GPU monitor of the current device (core/gpu_monitor.hpp), one per process.
+GpuMonitor& gpu_monitor();
+// Counters of a row from what the monitor saw while its loop ran: gpu_sm_MHz (median sample),
+// gpu_sm_MHz_min, gpu_mem_MHz_min, gpu_W_max, gpu_pwrcap and gpu_slowdown (fractions of the
+// samples with the software power cap / another slowdown engaged). None without samples.
+void add_gpu_conditions(benchmark::State& state, const GpuConditions& c);
+
 // The benchmark loop with CUDA-event timing: per iteration, `calls` calls of fn(i) between one
 // event pair on `stream` (i counts every call from 0, e.g. to rotate input sets); the
-// iteration's manual time is the time per call. Returns those per-call times in seconds.
+// iteration's manual time is the time per call. Returns those per-call times in seconds. The
+// GPU monitor samples clocks and power meanwhile (add_gpu_conditions).
 template <class Fn>
 std::vector<double> event_timed_loop(benchmark::State& state, Fn&& fn,
                                      cudaStream_t stream = nullptr, int calls = 1) {
   EventTimer timer(stream);
   std::vector<double> secs;
   int i = 0;
+  GpuMonitor& monitor = gpu_monitor();
+  monitor.start();
   for (auto _ : state) {
     timer.start();
     for (int k = 0; k < calls; ++k) fn(i++);
@@ -74,6 +87,7 @@ std::vector<double> event_timed_loop(benchmark::State& state, Fn&& fn,
     secs.push_back(sec);
     state.SetIterationTime(sec);
   }
+  add_gpu_conditions(state, monitor.stop());
   return secs;
 }
 

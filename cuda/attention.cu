@@ -1138,10 +1138,10 @@ const char* prefill_variant_name(PrefillVariant v) {
 }
 
 PrefillVariant parse_prefill_variant(const std::string& s) {
-  if (s == "auto" || s.empty()) return PrefillVariant::Auto;
-  if (s == "simple") return PrefillVariant::Simple;
-  if (s == "mma64") return PrefillVariant::Mma64;
-  if (s == "mma128") return PrefillVariant::Mma128;
+  if (s.empty()) return PrefillVariant::Auto;
+  for (PrefillVariant v : {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
+                           PrefillVariant::Mma128})
+    if (s == prefill_variant_name(v)) return v;
   fail(ErrorKind::Usage, "unknown prefill variant '" + s + "' (auto, simple, mma64, mma128)");
 }
 
@@ -1270,9 +1270,9 @@ const char* decode_variant_name(DecodeVariant v) {
 }
 
 DecodeVariant parse_decode_variant(const std::string& s) {
-  if (s == "auto" || s.empty()) return DecodeVariant::Auto;
-  if (s == "fma") return DecodeVariant::Fma;
-  if (s == "mma") return DecodeVariant::Mma;
+  if (s.empty()) return DecodeVariant::Auto;
+  for (DecodeVariant v : {DecodeVariant::Auto, DecodeVariant::Fma, DecodeVariant::Mma})
+    if (s == decode_variant_name(v)) return v;
   fail(ErrorKind::Usage, "unknown decode variant '" + s + "' (auto, fma, mma)");
 }
 

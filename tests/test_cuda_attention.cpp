@@ -211,3 +211,18 @@ TEST(AttentionDecodeVariant, NamesParseAndAuto) {
     EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
   }
 }
+
+// Host only: the prefill variant knob's names round-trip through parsing; "" is Auto.
+TEST(AttentionPrefillVariant, NamesParse) {
+  using jb::cuda::PrefillVariant;
+  for (PrefillVariant v : {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
+                           PrefillVariant::Mma128})
+    EXPECT_EQ(jb::cuda::parse_prefill_variant(jb::cuda::prefill_variant_name(v)), v);
+  EXPECT_EQ(jb::cuda::parse_prefill_variant(""), PrefillVariant::Auto);
+  try {
+    jb::cuda::parse_prefill_variant("mma32");
+    FAIL() << "an unknown variant name was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+  }
+}

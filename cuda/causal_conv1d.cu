@@ -65,13 +65,10 @@ __device__ __forceinline__ float silu_f(float v) {
   return __fdividef(v, 1.0f + __expf(-v));
 }
 
-// silu_f for the prefill loop, bit for bit: __expf(-v) is ex2.approx.f32(v * -log2(e)), which
-// without -ftz wraps the MUFU.EX2 in a denormal-range fix-up (compare with -126, halve, square:
-// 3 more instructions per channel, ~20% of the loop). The ftz form differs only where
-// 2^t < 2^-126, and there 1 + 2^t rounds to 1.0f either way, so the quotient is unchanged.
-__device__ __forceinline__ float silu_prefill(float v) {
-  return __fdividef(v, 1.0f + dev::ex2_approx(v * -dev::kLog2e));
-}
+// The prefill loop uses dev::silu_fast, silu_f bit for bit: __expf(-v) is ex2.approx.f32(v *
+// -log2(e)), which without -ftz wraps the MUFU.EX2 in a denormal-range fix-up (3 more
+// instructions per channel, ~20% of the loop); the ftz form differs only where 2^t < 2^-126, and
+// there 1 + 2^t rounds to 1.0f either way, so the quotient is unchanged.
 
 // 8 channels of one token as raw bf16 bits (zeros beyond nc valid channels).
 template <bool kVec>
@@ -236,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) conv1d_fwd_kernel(FwdP
 #pragma unroll
           for (int j = 0; j < K - 1; ++j) acc = fmaf(w[j][i], hist[j][i], acc);
           acc = fmaf(w[K - 1][i], cur[i], acc);
-          out[i] = p.silu ? silu_prefill(acc) : acc;
+          out[i] = p.silu ? dev::silu_fast(acc) : acc;
         }
         store8<kVec>(yp, out, nc);
       }

@@ -21,6 +21,15 @@ __device__ __forceinline__ float silu_exact(float v) {
   return v / (1.0f + expf(-v));
 }
 
+// SiLU in ~4 instructions: ex2.approx and __fdividef (rcp.approx + mul) instead of expf's ~10 and
+// an IEEE division's ~20: a few fp32 ulp from silu_exact, far below a bf16 output's 2^-9, so
+// kernels that only round it into a bf16 result use this one. For v < -87, 1 + 2^t > 2^126 and
+// __fdividef returns 0 where the exact value is below 1e-36. The ftz form of ex2 differs only
+// where 2^t < 2^-126, where 1 + 2^t rounds to 1.0f either way.
+__device__ __forceinline__ float silu_fast(float v) {
+  return __fdividef(v, 1.0f + ex2_approx(v * -kLog2e));
+}
+
 // Eight bf16 (one 16-byte load) as floats, exactly: element 2k is the low half of little-endian
 // word k, and a bf16 is the upper half of the float with the same value.
 __device__ __forceinline__ void bf16x8_to_f32(const uint4& v, float* f) {

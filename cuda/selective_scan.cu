@@ -3,17 +3,28 @@
 // Work split: a block owns kCB = 64 channels of one sequence and one time range; each channel is
 // handled by kG = 4 consecutive threads, each holding 4 of the (up to) 16 state entries in
 // registers, so a B = 1, D = 8192 scan already has 128 blocks x 8 warps (one per SM). The
-// y = sum_n h C contraction: each thread's 4 terms, one butterfly shuffle (pairs of threads),
-// two partial sums per (t, c) in shared memory, added when y is stored (fixed order:
-// deterministic).
+// y = sum_n h C contraction: each thread's 4 terms per step; every 4 steps the 4 threads of a
+// channel exchange them in a two-round reduce-scatter (reduce_scatter4), after which each holds
+// the full sum of one step, stored to shared memory one group late and added to D u when y is
+// stored (fixed order: deterministic).
 // Measured on an H200 (2026-11-28): 2 entries per thread (kG = 8, kCB = 32: twice the warps
 // per SM at B = 1) was slower, 1318 -> 1356 us at B = 1 L = 8K and 14.9 -> 18.0 ms at B = 16
 // (more instructions per entry: shuffles and per-step loads over 2 entries instead of 4). That
 // session read it as "bound by instructions"; the profile of 2026-11-29 says latency (see
 // kMinBlocksPerSm): the kG = 8 split raised latency hiding and instruction count together.
+// Measured on an H200 (2026-11-29, B = 1 L = 2K / 8K / 32K / 128K, B = 16 L = 8K):
+//   one shuffle and a shared-memory store of a pair sum per step (the loads of step t + 1 sat
+//   behind step t's store, so the steps ran one after another):  366 / 1314 / 5198 / 20735 us,
+//   13.16 ms
+//   4-step groups, reduce-scatter, stored at once; fast SiLU in staging: 277 / 1032 / 4062 /
+//   16236 us, 11.59 ms
+//   the same, each group's store one group late (this code): 260 / 968 / 3824 / 15253 us, 11.21 ms
+//   rejected: two stages in shared memory (74.5 KB), the next tile staged in halves inside the
+//   loop, one barrier per tile: 311 / 1162 / 4576 / 18272 us, 11.92 ms; an instance for one
+//   block per SM (up to 255 registers) at B = 1: 1128 -> 1162 us at 8K (slower).
 //
-// Per time tile of kT = 32 steps, the block stages u, delta = softplus(dt + bias), silu(z), B
-// and C in shared memory as fp32 (delta and silu computed once per (t, c), not per state entry);
+// Per time tile of kT = 32 steps, the block stages u, delta = softplus(dt + bias), delta * u,
+// silu(z), B and C in shared memory as fp32 (computed once per (t, c), not per state entry);
 // the next tile's raw bf16 is loaded into registers while the current one is computed, so its
 // memory latency is hidden behind ~32 sequential steps. y is written back through shared memory
 // as 16-byte stores.
@@ -37,7 +48,7 @@ constexpr int kNPer = 4;            // state entries per thread
 constexpr int kMaxN = kG * kNPer;   // 16
 constexpr int kThreads = kCB * kG;  // 256
 constexpr int kT = 32;              // time steps per tile
-// Blocks per SM in __launch_bounds__ (<= 80 registers, no spills; 44.5 KB of shared memory).
+// Blocks per SM in __launch_bounds__ (<= 80 registers, no spills; 45.5 KB of shared memory).
 // The kernel is bound by latency, not issue slots (Nsight Compute on an H200, 2026-11-29, B = 16
 // L = 8K: short-scoreboard (MUFU, shared loads) and fixed-latency stalls lead; 20% fewer
 // instructions per step left the time unchanged at 63% issue), so warps per SM decide:
@@ -109,10 +120,11 @@ __device__ __forceinline__ uint4 load8(const bf16* p, int nvalid) {
 struct Smem {
   float u[kT][kCB];
   float delta[kT][kCB];
+  float du[kT][kCB];  // delta * u, the input term's common factor
   float gz[kT][kCB];  // silu(z)
-  // y partial sums over n in [0, 8) and [8, 16): one shuffle per step instead of two plus a
-  // single-lane epilogue (the store adds them in the same order the butterfly did).
-  float ypart[kT][kCB][2];
+  // y = sum_n h C per (t, c), summed in the loop (reduce_scatter4). +8 columns: the four steps a
+  // warp stores at once land in distinct banks (row stride 72 = 8 mod 32 banks).
+  float ysum[kT][kCB + 8];
   float B[kT][kMaxN];
   float C[kT][kMaxN];
   float bias[kCB];
@@ -174,12 +186,17 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
     *reinterpret_cast<float4*>(&s.u[row][col + 4]) = make_float4(uu[4], uu[5], uu[6], uu[7]);
     *reinterpret_cast<float4*>(&s.delta[row][col]) = make_float4(dd[0], dd[1], dd[2], dd[3]);
     *reinterpret_cast<float4*>(&s.delta[row][col + 4]) = make_float4(dd[4], dd[5], dd[6], dd[7]);
+    float du[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) du[i] = dd[i] * uu[i];
+    *reinterpret_cast<float4*>(&s.du[row][col]) = make_float4(du[0], du[1], du[2], du[3]);
+    *reinterpret_cast<float4*>(&s.du[row][col + 4]) = make_float4(du[4], du[5], du[6], du[7]);
     if (kMode == Mode::Full) {
       float zz[8];
       if (p.z != nullptr) {
         dev::bf16x8_to_f32(f.z[k], zz);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) zz[i] = dev::silu_exact(zz[i]);
+        for (int i = 0; i < 8; ++i) zz[i] = dev::silu_fast(zz[i]);  // only rounded into bf16 y
       } else {
 #pragma unroll
         for (int i = 0; i < 8; ++i) zz[i] = 1.0f;
@@ -214,12 +231,9 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
     // y = (sum_n h C + D u) silu(z), jamba-spec §2.4 steps 10-11.
     float src[8];
 #pragma unroll
-    for (int i = 0; i < 8; i += 2) {
-      const float4 yp = *reinterpret_cast<const float4*>(&s.ypart[row][col + i][0]);
-      src[i] = fmaf(s.d_skip[col + i], s.u[row][col + i], yp.x + yp.y) * s.gz[row][col + i];
-      src[i + 1] =
-          fmaf(s.d_skip[col + i + 1], s.u[row][col + i + 1], yp.z + yp.w) * s.gz[row][col + i + 1];
-    }
+    for (int i = 0; i < 8; ++i)
+      src[i] =
+          fmaf(s.d_skip[col + i], s.u[row][col + i], s.ysum[row][col + i]) * s.gz[row][col + i];
     if (kVec) {
       uint32_t w[4];
 #pragma unroll
@@ -234,6 +248,37 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
         if (i < nvalid) dst[i] = __float2bfloat16_rn(src[i]);
     }
   }
+}
+
+// One step of h = exp(delta A) h + delta B u for this thread's kNPer entries (jamba-spec §2.4
+// steps 8-9), with du = delta * u from staging and A2 = A log2(e).
+__device__ __forceinline__ void advance_state(float d, float du, const float* B_row,
+                                              const float (&A2)[kNPer], float (&h)[kNPer]) {
+  const float4 b4 = *reinterpret_cast<const float4*>(B_row);
+  const float bv[kNPer] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+  for (int j = 0; j < kNPer; ++j) h[j] = fmaf(exp2_decay(d * A2[j]), h[j], bv[j] * du);
+}
+
+// Which of kG = 4 consecutive steps thread g of a channel ends up holding in reduce_scatter4.
+__device__ __forceinline__ int reduce_step(int g) {
+  return (g & 1) * 2 + (g >> 1);
+}
+
+// The 4 threads of a channel each hold partial sums yp[k] (their 4 state entries) for steps
+// k = 0..3; returns the full sum over all 16 entries of step reduce_step(g). Two butterfly rounds
+// that halve the steps each time (3 shuffles instead of 4 per 4 steps), summed as (g0 + g1) +
+// (g2 + g3) whichever thread adds, so the result is the same bits on every thread and run.
+__device__ __forceinline__ float reduce_scatter4(const float (&yp)[kG], int g) {
+  static_assert(kG == 4, "two rounds for four threads");
+  const bool odd = g & 1;  // round 1, partner g ^ 1: even keeps steps 0, 1, odd keeps 2, 3
+  const float r0 = __shfl_xor_sync(0xffffffffu, odd ? yp[0] : yp[2], 1);
+  const float r1 = __shfl_xor_sync(0xffffffffu, odd ? yp[1] : yp[3], 1);
+  const float a0 = (odd ? yp[2] : yp[0]) + r0;  // this pair's sum for its first kept step
+  const float a1 = (odd ? yp[3] : yp[1]) + r1;
+  const bool hi = g & 2;  // round 2, partner g ^ 2 (the other pair): lo keeps a0, hi keeps a1
+  const float r = __shfl_xor_sync(0xffffffffu, hi ? a0 : a1, 2);
+  return (hi ? a1 : a0) + r;
 }
 
 template <Mode kMode, bool kVec>
@@ -280,24 +325,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) scan_kernel(Params 
     stage_tile<kMode>(p, t0, t_stop, f, s);
     __syncthreads();
     if (t0 + kT < t_stop) load_tile<kMode, kVec>(p, b, c0, t0 + kT, t_stop, f);
-#pragma unroll 4
-    for (int tt = 0; tt < kT; ++tt) {
-      const float d = s.delta[tt][cl];
-      const float uu = s.u[tt][cl];
-      const float4 b4 = *reinterpret_cast<const float4*>(&s.B[tt][g * kNPer]);
-      const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
-      const float du = d * uu;
+    if (kMode == Mode::Full) {
+      // Each group's sum is stored one group late, after the next group's loads and exps in
+      // program order: stored at once, it would keep those loads behind it (and so behind its
+      // shuffles) in the in-order issue.
+      float ysum_prev = 0.0f;
 #pragma unroll
-      for (int j = 0; j < kNPer; ++j) h[j] = fmaf(exp2_decay(d * A2[j]), h[j], bv[j] * du);
-      if (kMode == Mode::Full) {
-        const float4 c4 = *reinterpret_cast<const float4*>(&s.C[tt][g * kNPer]);
-        float yp = h[0] * c4.x;
-        yp = fmaf(h[1], c4.y, yp);
-        yp = fmaf(h[2], c4.z, yp);
-        yp = fmaf(h[3], c4.w, yp);
-        yp += __shfl_xor_sync(0xffffffffu, yp, 1);
-        if ((g & 1) == 0) s.ypart[tt][cl][g >> 1] = yp;
-      } else {
+      for (int grp = 0; grp < kT / kG; ++grp) {
+        // kG steps in registers, then one reduction for all of them: no shared-memory store
+        // between one step's loads and the next's, so the compiler can issue the loads and exps
+        // of all kG steps ahead of the state chain (the per-step store had serialised the steps).
+        float yp[kG];
+#pragma unroll
+        for (int k = 0; k < kG; ++k) {
+          const int tt = grp * kG + k;
+          advance_state(s.delta[tt][cl], s.du[tt][cl], &s.B[tt][g * kNPer], A2, h);
+          const float4 c4 = *reinterpret_cast<const float4*>(&s.C[tt][g * kNPer]);
+          float y = h[0] * c4.x;
+          y = fmaf(h[1], c4.y, y);
+          y = fmaf(h[2], c4.z, y);
+          yp[k] = fmaf(h[3], c4.w, y);
+        }
+        if (grp > 0) s.ysum[(grp - 1) * kG + reduce_step(g)][cl] = ysum_prev;
+        ysum_prev = reduce_scatter4(yp, g);
+      }
+      s.ysum[kT - kG + reduce_step(g)][cl] = ysum_prev;
+    } else {
+#pragma unroll 4
+      for (int tt = 0; tt < kT; ++tt) {
+        const float d = s.delta[tt][cl];
+        advance_state(d, s.du[tt][cl], &s.B[tt][g * kNPer], A2, h);
         delta_sum += d;
       }
     }
@@ -356,7 +413,7 @@ bool aligned16(const void* p) {
 
 template <Mode kMode, bool kVec>
 void launch_scan(const Params& p, dim3 grid, cudaStream_t stream) {
-  // (44.5 KB since kT = 32, under the 48 KB default; kept so a larger tile keeps working.)
+  // (45.5 KB since kT = 32, under the 48 KB default; kept so a larger tile keeps working.)
   allow_dynamic_smem<scan_kernel<kMode, kVec>>(sizeof(Smem));
   scan_kernel<kMode, kVec><<<grid, kThreads, sizeof(Smem), stream>>>(p);
   JB_LAUNCH("scan_kernel");

@@ -18,7 +18,9 @@
 //   13.16 ms
 //   4-step groups, reduce-scatter, stored at once; fast SiLU in staging: 277 / 1032 / 4062 /
 //   16236 us, 11.59 ms
-//   the same, each group's store one group late (this code): 260 / 968 / 3824 / 15253 us, 11.21 ms
+//   the same, each group's store one group late: 260 / 968 / 3824 / 15253 us, 11.21 ms
+//   the same with the polynomial softplus (ssm_math.cuh; staging ~490 -> ~330 instructions per
+//   thread and tile): 242 / 907 / 3578 / 14268 us, 10.82 ms (this code)
 //   rejected: two stages in shared memory (74.5 KB), the next tile staged in halves inside the
 //   loop, one barrier per tile: 311 / 1162 / 4576 / 18272 us, 11.92 ms; an instance for one
 //   block per SM (up to 255 registers) at B = 1: 1128 -> 1162 us at 8K (slower).

@@ -4,12 +4,14 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "core/softplus.hpp"
 #include "cuda/device_util.cuh"
 
 namespace jb::cuda::ssm_math {
 
 using dev::ex2_approx;
 using dev::kLog2e;
+using jb::softplus_poly;
 
 // 2^x for x = delta * A * log2(e) (<= 0 with softplus). For |x| < 1/4: 1 + x q(x), q a cubic
 // fitted to (2^x - 1) / x on [-1/4, 0] in relative error (fp32 coefficients), on the FMA pipe;
@@ -32,29 +34,12 @@ __device__ __forceinline__ float exp2_decay(float x) {
   const float p = fmaf(x, q, 1.0f);
   return fabsf(x) < 0.25f ? p : ex2_approx(x);
 }
-// softplus(v) = log1p(exp(v)) for v <= 20, v above (PyTorch's and the mamba kernels' threshold,
-// jamba-spec §2.4 step 7), as max(v, 0) + log1p(w) with w = exp(-|v|) in (0, 1] and log1p(w) =
-// w P(w), P a degree-9 polynomial fitted to log1p(w) / w on [0, 1] in relative error (max 4.7e-9,
-// fp32 coefficients). Above 20, w P(w) < 2.1e-9 is below half an ulp of v, so the fma returns v
-// itself: no branch. Against 30-digit arithmetic (numpy, fp32 fma, correctly rounded exp; 3000
-// random v per range): v in [-20, -5] max 1.39 ulp, bias -0.01; [-9, -2] 1.51, +0.04; [-2, 2]
-// 1.75, +0.06; [2, 20] 0.51, -0.02; (20, 25] exact. ~20 instructions against ~45 and a branch
-// for log1pf(expf(v)), which ran 8 times per thread per tile in the scan's staging (~17% of the
+// core/softplus.hpp (accuracy there and in tests/test_core_softplus.cpp). It replaced
+// log1pf(expf(v)), which ran 8 times per thread per tile in the scan's staging (~17% of that
 // kernel's instructions). The scan and the state update share it, so both advance the state
 // alike.
 __device__ __forceinline__ float softplus_f(float v) {
-  const float w = expf(-fabsf(v));
-  float p = -3.243850776925683e-3f;
-  p = fmaf(p, w, 1.9850676879286766e-2f);
-  p = fmaf(p, w, -5.695805698633194e-2f);
-  p = fmaf(p, w, 1.0603505373001099e-1f);
-  p = fmaf(p, w, -1.5305504202842712e-1f);
-  p = fmaf(p, w, 1.9675908982753754e-1f);
-  p = fmaf(p, w, -2.495412826538086e-1f);
-  p = fmaf(p, w, 3.332996070384979e-1f);
-  p = fmaf(p, w, -4.999990165233612e-1f);
-  p = fmaf(p, w, 1.0f);
-  return fmaf(w, p, fmaxf(v, 0.0f));
+  return softplus_poly(v);
 }
 
 }  // namespace jb::cuda::ssm_math

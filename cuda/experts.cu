@@ -304,6 +304,31 @@ __global__ void act_kernel(const T* __restrict__ gate_up, int64_t n, int64_t int
   }
 }
 
+// act_kernel<bf16> with 16-byte loads and stores, 8 columns per thread (inter % 8 == 0, all
+// rows 16-byte aligned): a third of the instructions of one element per thread, so the pass
+// stays at memory speed while it shares the SMs with the other lanes' GEMMs.
+__global__ void act_bf16x8_kernel(const bf16* __restrict__ gate_up, int64_t n, int64_t inter,
+                                  bf16* __restrict__ act) {
+  const int64_t vecs = inter / 8;
+  for (int64_t r = blockIdx.y; r < n; r += gridDim.y) {
+    const uint4* g_row = reinterpret_cast<const uint4*>(gate_up + r * 2 * inter);
+    const uint4* u_row = g_row + vecs;
+    uint4* a_row = reinterpret_cast<uint4*>(act + r * inter);
+    for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < vecs;
+         v += int64_t(gridDim.x) * blockDim.x) {
+      float g[8], u[8];
+      dev::bf16x8_to_f32(g_row[v], g);
+      dev::bf16x8_to_f32(u_row[v], u);
+      uint32_t w[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        w[k] = uint32_t(__bfloat16_as_ushort(swiglu_act(g[2 * k], u[2 * k]))) |
+               (uint32_t(__bfloat16_as_ushort(swiglu_act(g[2 * k + 1], u[2 * k + 1]))) << 16);
+      a_row[v] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  }
+}
+
 // Gemm int8 path: y[r, c] = bf16(f[r, c] * scale[c]); same 2-D grid.
 __global__ void scale_round_kernel(const float* __restrict__ f, int64_t n, int64_t d,
                                    const float* __restrict__ scale, bf16* __restrict__ y) {
@@ -509,12 +534,26 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
       fail(ErrorKind::Internal, "run_experts: inconsistent expert offsets");
     max_rows = std::max(max_rows, n);
   }
-  // Experts with rows, dealt round-robin to the lanes (fork from and join back to `stream`).
+  // Experts with rows, each given to the lane with the fewest rows so far, largest expert first
+  // (LPT scheduling), so the lanes end together and no SMs idle at the tail waiting for one
+  // lane (round-robin left a lane up to ~3% longer at T = 4096 under random routing). Fork from
+  // and join back to `stream`.
   std::vector<int64_t> busy;
   for (int64_t e = 0; e < E; ++e)
     if (ws.host_offsets[e + 1] > ws.host_offsets[e]) busy.push_back(e);
+  const auto rows_of = [&](int64_t e) { return ws.host_offsets[e + 1] - ws.host_offsets[e]; };
+  std::stable_sort(busy.begin(), busy.end(),
+                   [&](int64_t a, int64_t b) { return rows_of(a) > rows_of(b); });
   const int lanes = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(std::max(ws.gemm_lanes, 1), busy.size())));
+  std::vector<int64_t> lane_rows(static_cast<size_t>(lanes), 0);
+  std::vector<int> lane_of(busy.size());
+  for (size_t k = 0; k < busy.size(); ++k) {
+    const int l =
+        static_cast<int>(std::min_element(lane_rows.begin(), lane_rows.end()) - lane_rows.begin());
+    lane_of[k] = l;
+    lane_rows[static_cast<size_t>(l)] += rows_of(busy[k]);
+  }
   while (static_cast<int>(ws.lanes.size()) < lanes)
     ws.lanes.push_back(std::make_unique<ExpertLane>());
   for (int l = 0; l < lanes; ++l) {
@@ -535,7 +574,7 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
   }
   for (size_t k = 0; k < busy.size(); ++k) {
     const int64_t e = busy[k];
-    ExpertLane& lane = *ws.lanes[k % lanes];
+    ExpertLane& lane = *ws.lanes[static_cast<size_t>(lane_of[k])];
     const cudaStream_t s = lanes > 1 ? lane.stream : stream;
     const int64_t o = ws.host_offsets[e];
     const int64_t n = ws.host_offsets[e + 1] - o;
@@ -554,9 +593,15 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
     } else {
       linear_bf16(xe, w.gate_up + e * 2 * inter * d, lane.gate_up_bf16.get(), n, 2 * inter, d, s,
                   lane.blas);
-      act_kernel<bf16><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
-                                                              nullptr, nullptr, lane.act.get());
-      JB_LAUNCH("act_kernel<bf16>");
+      if (inter % 8 == 0) {  // lane buffers are cudaMalloc'ed: rows of 2I and I bf16 aligned
+        act_bf16x8_kernel<<<grid_2d(n, inter / 8, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n,
+                                                                     inter, lane.act.get());
+        JB_LAUNCH("act_bf16x8_kernel");
+      } else {
+        act_kernel<bf16><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
+                                                                nullptr, nullptr, lane.act.get());
+        JB_LAUNCH("act_kernel<bf16>");
+      }
     }
     // down: [n, d]
     if (is_int8) {

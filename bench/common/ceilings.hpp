@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/gpu_monitor.hpp"
@@ -89,6 +90,38 @@ std::vector<double> event_timed_loop(benchmark::State& state, Fn&& fn,
   }
   add_gpu_conditions(state, monitor.stop());
   return secs;
+}
+
+// Two workloads timed in alternation, call by call, each between its own event pair on
+// `stream`: per iteration one call of `ours` and one of `reference`, the order swapped every
+// iteration, run back to back on the GPU. A ratio taken per iteration then compares the two
+// under the same clocks and power state; timed one loop after the other, a reference on a
+// power-capped GPU moved by +-7% between rows of one run (bench_moe, H200, 2026-11-29). The
+// iteration's manual time is ours; returns {ours, reference} per-call seconds.
+template <class FnA, class FnB>
+std::pair<std::vector<double>, std::vector<double>> paired_event_loop(benchmark::State& state,
+                                                                      FnA&& ours, FnB&& reference,
+                                                                      cudaStream_t stream) {
+  EventTimer timer_ours(stream), timer_ref(stream);
+  std::vector<double> secs_ours, secs_ref;
+  GpuMonitor& monitor = gpu_monitor();
+  monitor.start();
+  bool ours_first = true;
+  for (auto _ : state) {
+    if (ours_first) {
+      timer_ours.start(), ours(), timer_ours.stop();
+      timer_ref.start(), reference(), timer_ref.stop();
+    } else {
+      timer_ref.start(), reference(), timer_ref.stop();
+      timer_ours.start(), ours(), timer_ours.stop();
+    }
+    ours_first = !ours_first;
+    secs_ours.push_back(timer_ours.elapsed_ms() * 1e-3);
+    secs_ref.push_back(timer_ref.elapsed_ms() * 1e-3);
+    state.SetIterationTime(secs_ours.back());
+  }
+  add_gpu_conditions(state, monitor.stop());
+  return {secs_ours, secs_ref};
 }
 
 // A non-blocking CUDA stream owned by the object.

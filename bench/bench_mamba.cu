@@ -1,7 +1,8 @@
 // Kernel benchmarks of the Mamba path at Jamba-v0.1 widths (d_inner 8192, d_state 16, d_conv 4),
 // shapes and peers from performance-targets.md:
 //   scan      B=1 L=2K/8K/32K/128K, B=16 L=8K, every variant (auto, single, chunked)
-//   conv      the same shapes
+//   conv      the same shapes; also x_copy_same_bytes: against a cudaMemcpy of the same bytes,
+//             called back-to-back the same number of times (the job-size ceiling)
 //   update    selective state update and conv update at B=1/16/64/256, inside a CUDA graph
 //             (kGraphLaunches launches captured, the replay time / kGraphLaunches)
 //   layer     the whole Mamba mixer: prefill L=2048 (B=1) and one decode step (B=1, 16)
@@ -239,6 +240,23 @@ void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
   set_counters(st, bytes, 0, times,
                v + (strided ? ", x in in_proj layout" : "") + ", " + std::to_string(launches) +
                    (launches == 1 ? " launch per event pair" : " launches back-to-back"));
+  // A second ceiling at this job's size: cudaMemcpyAsync of the same bytes (T x D bf16 read and
+  // written) over the same rotating sets, the same number of calls back-to-back between two
+  // events. The 1 GB copy of the run's ceiling has no per-launch ramp-up and tail; at B=1 L=2K
+  // (64 MB, ~15 us) those are a visible part of any kernel's time, the copy's included.
+  const size_t copy_bytes = static_cast<size_t>(T * kDi) * sizeof(bf16);
+  int call = 0;
+  const double copy_ms = jb::bench::median_ms(
+      [&] {
+        for (int k = 0; k < launches; ++k, ++call)
+          JB_CUDA(cudaMemcpyAsync(y[call % sets].get(), x[call % sets].get(), copy_bytes,
+                                  cudaMemcpyDeviceToDevice, nullptr));
+      },
+      20);
+  const double copy_same_gbs = bytes / (copy_ms * 1e-3 / launches) / 1e9;
+  st.counters["copy_same_bytes_GB/s"] = copy_same_gbs;
+  st.counters["x_copy_same_bytes"] =
+      copy_same_gbs > 0 ? bytes / (jb::bench::median(times) * 1e9) / copy_same_gbs : 0;
 }
 
 // ---- decode kernels inside a CUDA graph -------------------------------------------------------

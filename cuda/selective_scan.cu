@@ -58,6 +58,12 @@ constexpr int kT = 32;              // time steps per tile
 //   kT 64, 2 blocks (90-99 registers)  356 / 1348 / 5306 / 21178 us, 14.79 ms
 //   kT 32, 3 blocks                     335 / 1331 / 5203 / 20740 us, 13.17 ms
 //   kT 32, 4 blocks (64 registers, spills 8-16 bytes)  443 / 1480 / 5840 / 23222 us, 13.08 ms
+// and again on the 4-step-group loop with the polynomial softplus (2026-11-29, same run):
+//   3 blocks  241 / 906 / 3563 / 14205 us, 10.81 ms;  4 blocks (64 registers, spills 12-20 bytes)
+//   261 / 992 / 3913 / 15612 us, 10.87 ms
+// B = 16 runs 2048 blocks on 396 slots (5.2 waves): the last wave's 68 blocks run one per SM,
+// and a lone block takes ~0.91 ms at L = 8K (the B = 1 row), so roughly that much of the 10.8 ms
+// is a tail with most SMs idle (an estimate, not profiled).
 constexpr int kMinBlocksPerSm = 3;
 constexpr int kVecPerRow = kCB / 8;                // 16-byte vectors per token row of a [L, D] tile
 constexpr int kDVec = kT * kVecPerRow / kThreads;  // vectors per thread per [L, D] tensor

@@ -267,8 +267,8 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-  // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts in order)
-  // and other lane counts (bf16; a count equal to the default is not registered twice).
+  // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts one after
+  // another) and other lane counts (bf16; a count equal to the default is not registered twice).
   std::set<std::string> registered;
   for (auto [int8, lanes] :
        {std::pair{false, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}, std::pair{false, 1},

@@ -1139,10 +1139,9 @@ const char* prefill_variant_name(PrefillVariant v) {
 
 PrefillVariant parse_prefill_variant(const std::string& s) {
   if (s.empty()) return PrefillVariant::Auto;
-  for (PrefillVariant v : {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
-                           PrefillVariant::Mma128})
-    if (s == prefill_variant_name(v)) return v;
-  fail(ErrorKind::Usage, "unknown prefill variant '" + s + "' (auto, simple, mma64, mma128)");
+  const PrefillVariant all[] = {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
+                                PrefillVariant::Mma128};
+  return parse_by_name(s, all, prefill_variant_name, "prefill variant");
 }
 
 std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream_t stream) {
@@ -1271,9 +1270,8 @@ const char* decode_variant_name(DecodeVariant v) {
 
 DecodeVariant parse_decode_variant(const std::string& s) {
   if (s.empty()) return DecodeVariant::Auto;
-  for (DecodeVariant v : {DecodeVariant::Auto, DecodeVariant::Fma, DecodeVariant::Mma})
-    if (s == decode_variant_name(v)) return v;
-  fail(ErrorKind::Usage, "unknown decode variant '" + s + "' (auto, fma, mma)");
+  const DecodeVariant all[] = {DecodeVariant::Auto, DecodeVariant::Fma, DecodeVariant::Mma};
+  return parse_by_name(s, all, decode_variant_name, "decode variant");
 }
 
 DecodeVariant resolve_decode_variant(DecodeVariant v) {

@@ -141,6 +141,19 @@ void allow_dynamic_smem(size_t bytes) {
                                  static_cast<int>(bytes)));
   });
 }
+// The value among `values` whose name(v) is s, for the parsers of the kernels' variant and path
+// knobs (each name written once, in its name function); otherwise Error{Usage} "unknown <what>
+// '<s>' (<every name>)".
+template <class E, size_t N>
+E parse_by_name(const std::string& s, const E (&values)[N], const char* (*name)(E),
+                const char* what) {
+  std::string names;
+  for (E v : values) {
+    if (s == name(v)) return v;
+    names += (names.empty() ? "" : ", ") + std::string(name(v));
+  }
+  fail(ErrorKind::Usage, "unknown " + std::string(what) + " '" + s + "' (" + names + ")");
+}
 // Registers device_info() as core/result's GPU metadata provider (call once in main()).
 void register_device_info();
 

@@ -424,16 +424,13 @@ const char* int8_gemv_name(Int8Gemv v) {
 }
 
 Int8Gemv parse_int8_gemv(const std::string& s) {
-  for (Int8Gemv v : {Int8Gemv::Auto, Int8Gemv::Fma, Int8Gemv::Mma})
-    if (s == int8_gemv_name(v)) return v;
-  fail(ErrorKind::Usage, "unknown int8 gemv variant '" + s + "' (auto, fma, mma)");
+  const Int8Gemv all[] = {Int8Gemv::Auto, Int8Gemv::Fma, Int8Gemv::Mma};
+  return parse_by_name(s, all, int8_gemv_name, "int8 gemv variant");
 }
 
 ExpertsPath parse_experts_path(const std::string& s) {
-  if (s == "auto") return ExpertsPath::Auto;
-  if (s == "gemv") return ExpertsPath::Gemv;
-  if (s == "gemm") return ExpertsPath::Gemm;
-  fail(ErrorKind::Usage, "unknown experts path '" + s + "' (auto, gemv, gemm)");
+  const ExpertsPath all[] = {ExpertsPath::Auto, ExpertsPath::Gemv, ExpertsPath::Gemm};
+  return parse_by_name(s, all, experts_path_name, "experts path");
 }
 
 ExpertLane::ExpertLane() {

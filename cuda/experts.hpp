@@ -14,14 +14,15 @@
 // Two paths, same maths:
 //   Gemv: for decode (<= 16 rows per expert), two launches (gate/up + act, then down), scale
 //     applied once to each fp32 sum, deterministic reduction order. Two variants:
-//     - FMA (cuda/experts.cu, all bf16, int8 with <= 4 rows per expert): one warp per weight
-//       row pair, fp32 FMA against every activation row, kernels instantiated per bound on
-//       rows per expert (1, 2, 4, 8, 16) so that small bounds get more warps per SM;
-//     - tensor-core (cuda/experts_gemv_mma.cu, int8 with more rows): persistent launches sized
-//       by occupancy, chained as programmatic dependent launches; weights converted exactly to
-//       fp16 for mma.m16n8k16, activations rescaled per row by a power of two into fp16, K split
-//       over the 8 warps of a block and the partial sums added in warp order through shared
-//       memory.
+//     - FMA (cuda/experts.cu; all bf16, and int8 only when pinned with Int8Gemv::Fma, <= 8
+//       rows per expert): one warp per weight row pair, fp32 FMA against every activation row,
+//       kernels instantiated per bound on rows per expert (1, 2, 4, 8, 16) so that small bounds
+//       get more warps per SM;
+//     - tensor-core (cuda/experts_gemv_mma.cu; int8 under Auto at every bound): persistent
+//       launches sized by occupancy, chained as programmatic dependent launches; weights
+//       converted exactly to fp16 for mma.m16n8k16, activations rescaled per row by a power of
+//       two into fp16, K split over the 8 warps of a block and the partial sums added in warp
+//       order through shared memory.
 //     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
 //   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below).
 //     For int8 weights the expert's q values are first converted to a bf16 scratch copy (exact: |q|
@@ -115,8 +116,8 @@ struct ExpertsWorkspace {
   // to match the weights' conversion), and 2^s per row.
   DeviceBuffer<__half> x_f16, act_f16;
   DeviceBuffer<float> x_f16_scale, act_f16_scale;
-  // Gemm path: experts dealt round-robin to this many lanes (1: everything on the caller's
-  // stream, in expert order).
+  // Gemm path: experts dealt to this many lanes, largest first onto the lane with the fewest
+  // rows (1: everything on the caller's stream, largest expert first).
   int gemm_lanes = kDefaultGemmLanes;
   static constexpr int kDefaultGemmLanes = 4;
   std::vector<std::unique_ptr<ExpertLane>> lanes;

@@ -53,8 +53,8 @@ struct ScanArgs {
   int64_t y_row_stride = 0, y_batch_stride = 0;
 
   ScanVariant variant = ScanVariant::Auto;
-  int64_t chunk_len =
-      0;  // Chunked: tokens per chunk (rounded up to a multiple of 32); 0 = heuristic
+  // Chunked: tokens per chunk (rounded up to a multiple of 32); 0 = heuristic.
+  int64_t chunk_len = 0;
   // Chunked scratch (selective_scan_workspace_bytes); null = an internal grow-only buffer
   // (not safe to share between host threads or to grow during graph capture).
   void* workspace = nullptr;

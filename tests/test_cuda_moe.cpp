@@ -18,6 +18,7 @@
 #include "core/rng.hpp"
 #include "cuda/common.cuh"
 #include "cuda/embedding.hpp"
+#include "cuda/experts.hpp"
 #include "cuda/moe.hpp"
 #include "cuda/quant_int8.hpp"
 #include "reference/quant_int8.hpp"
@@ -316,6 +317,32 @@ TEST(CudaMoe, DecodeTakesGemvPath) {
                              "path=auto,seed=9)"));
   EXPECT_EQ(r.status, jb::cmp::Status::Pass) << r.reason;
   EXPECT_EQ(r.variant, "gemv_bf16");
+}
+
+// Host only: the experts' knobs round-trip through their names; an unknown name is a usage
+// error that lists every name.
+TEST(ExpertsKnobs, NamesParse) {
+  using jb::cuda::ExpertsPath;
+  using jb::cuda::Int8Gemv;
+  for (Int8Gemv v : {Int8Gemv::Auto, Int8Gemv::Fma, Int8Gemv::Mma})
+    EXPECT_EQ(jb::cuda::parse_int8_gemv(jb::cuda::int8_gemv_name(v)), v);
+  for (ExpertsPath p : {ExpertsPath::Auto, ExpertsPath::Gemv, ExpertsPath::Gemm})
+    EXPECT_EQ(jb::cuda::parse_experts_path(jb::cuda::experts_path_name(p)), p);
+  try {
+    jb::cuda::parse_int8_gemv("wgmma");
+    FAIL() << "an unknown int8 gemv name was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("'wgmma' (auto, fma, mma)"), std::string::npos)
+        << e.what();
+  }
+  try {
+    jb::cuda::parse_experts_path("gemm_grouped");
+    FAIL() << "an unknown experts path was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("(auto, gemv, gemm)"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -346,7 +346,8 @@ int main(int argc, char** argv) {
   jb::bench::add_ceilings_to_context(jb::bench::ceilings());
 
   for (int L : prefill_L)
-    for (auto v : {jb::cuda::PrefillVariant::Mma64, jb::cuda::PrefillVariant::Mma128})
+    for (auto v : {jb::cuda::PrefillVariant::Mma64, jb::cuda::PrefillVariant::Mma128,
+                   jb::cuda::PrefillVariant::Mma128R32})
       benchmark::RegisterBenchmark(("attn_prefill/H32:8/hd128/L" + std::to_string(L) + "/" +
                                     jb::cuda::prefill_variant_name(v))
                                        .c_str(),

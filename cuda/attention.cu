@@ -68,11 +68,19 @@ __device__ __forceinline__ int seq_of_token(const int* cu_new, int batch, int t)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill, mma variant. A block of WARPS warps owns 16*WARPS query rows of one head of one
-// sequence; each warp owns 16 rows. K/V tiles of 64 rows are staged in shared memory with
-// cp.async double buffering. Shared memory rows are hd*2 bytes; 16-byte chunk c of row r is
-// stored at chunk c ^ (r & 7) so that the 8 row addresses of an ldmatrix hit 8 different bank
-// groups (no conflicts).
+// Prefill, mma variants. A block of WARPS warps owns WM * WARPS query rows of one head of one
+// sequence; each warp owns WM = 16 * MT rows (MT m-tiles of 16). K/V tiles of 64 rows are staged
+// in shared memory with cp.async double buffering. Shared memory rows are hd*2 bytes; 16-byte
+// chunk c of row r is stored at chunk c ^ (r & 7) so that the 8 row addresses of an ldmatrix hit
+// 8 different bank groups (no conflicts).
+//
+// Why MT = 2 (variant mma128r32, FlashAttention-2's own split: 4 warps x 32 rows): every K or V
+// fragment a warp loads from shared memory feeds MT m-tiles, so the ldmatrix bytes per mma halve.
+// Per warp and 64-key tile at hd 128: MT = 1 issues 64 ldmatrix.x4 (32 KB) for 128 mma; MT = 2
+// issues 32 + 32 for K and V plus 16 for Q (reloaded from shared memory at every k-step: keeping
+// it in registers would add 64 to the ~230 the O and S accumulators already take) for 256 mma.
+// An SM reads 128 bytes of shared memory per clock, so MT = 1 needs 4 clocks of ldmatrix per
+// mma.m16n8k16 against the tensor pipe's ~4-6, and MT = 2 needs 2.5.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane/4, t = lane%4):
 //   A regs a0..a3: (row g, cols 2t..2t+1), (row g+8, same), (row g, cols 2t+8..), (row g+8, ..)
@@ -80,19 +88,29 @@ __device__ __forceinline__ int seq_of_token(const int* cu_new, int batch, int t)
 //   C regs c0..c3: (row g, cols 2t, 2t+1), (row g+8, cols 2t, 2t+1)
 // so the S accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for the
 // k-step kk of P*V (no shuffles).
+//
+// Softmax in the log2 domain with the scale folded in: the running max m is kept scaled
+// (m = max(s) * scale_log2) and p = 2^(s * scale_log2 - m) is one FFMA and one MUFU.EX2
+// (ex2.approx.ftz: exp2f adds a denormal fix-up of three instructions per element, for results
+// below 2^-126 whose weight beside the row max's p = 1 is nil). A row's alpha = 2^(m_old -
+// m_new) is exactly 1 while its max stands, and multiplying by 1 changes no bits, so the O
+// rescale (2 * MT * hd / 4 FMULs per thread and tile) runs only when some row of the warp moved
+// its max: the same result, cheaper.
 
 template <int CH>
 __device__ __forceinline__ int swz(int row, int chunk) {
   return row * CH + (chunk ^ (row & 7));
 }
 
-template <int HD, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32)
+template <int HD, int WARPS, int MT>
+__global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
     prefill_mma_kernel(const PrefillArgs a, const float scale_log2) {
-  constexpr int BM = 16 * WARPS;
+  constexpr int WM = 16 * MT;  // query rows per warp
+  constexpr int BM = WM * WARPS;
   constexpr int BN = 64;
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   constexpr int THREADS = WARPS * 32;
+  constexpr bool kQInRegs = MT == 1;  // MT = 2 reloads Q fragments per k-step (see above)
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
   bf16* sK = sQ + BM * HD;      // [2][BN][HD]
@@ -128,27 +146,52 @@ __global__ void __launch_bounds__(WARPS * 32)
   }
   cp_async_commit();
 
+  // K/V copies: thread tid moves chunk tid % CH of rows tid / CH + k * kCopyRows of each tile.
+  // kCopyRows is a multiple of 8, so all of a thread's rows have the same r & 7 and its swizzled
+  // chunk is one fixed offset: a copy is a constant offset and a bounds test, not a division and
+  // a swizzle per chunk (which also kept ptxas spilling at MT = 2, hd 128).
+  constexpr int kCopyRows = THREADS / CH;
+  static_assert(kCopyRows % 8 == 0 && BN % kCopyRows == 0, "copy rows keep one swizzle");
+  const int cp_row = tid / CH;
+  const int cp_src = cp_row * HD + (tid % CH) * 8;
+  const int cp_dst = swz<CH>(cp_row, tid % CH) * 8;
   auto load_kv = [&](int tile, int buf) {
     const int n0 = tile * BN;
-    bf16* dk = sK + buf * BN * HD;
-    bf16* dv = sV + buf * BN * HD;
-    for (int i = tid; i < BN * CH; i += THREADS) {
-      const int r = i / CH, c = i % CH;
-      const bool valid = n0 + r < kv_len;
-      const int64_t off = static_cast<int64_t>(n0 + r) * HD + c * 8;
-      cp_async16(smem_addr(dk + swz<CH>(r, c) * 8), valid ? kbase + off : kbase, valid);
-      cp_async16(smem_addr(dv + swz<CH>(r, c) * 8), valid ? vbase + off : vbase, valid);
+    const bf16* ks = kbase + static_cast<int64_t>(n0) * HD + cp_src;
+    const bf16* vs = vbase + static_cast<int64_t>(n0) * HD + cp_src;
+    bf16* dk = sK + buf * BN * HD + cp_dst;
+    bf16* dv = sV + buf * BN * HD + cp_dst;
+#pragma unroll
+    for (int k = 0; k < BN / kCopyRows; ++k) {
+      const bool valid = n0 + cp_row + k * kCopyRows < kv_len;
+      const int off = k * kCopyRows * HD;
+      cp_async16(smem_addr(dk + off), valid ? ks + off : kbase, valid);
+      cp_async16(smem_addr(dv + off), valid ? vs + off : vbase, valid);
     }
     cp_async_commit();
   };
 
-  uint32_t qf[HD / 16][4];
-  float o[HD / 8][4];
+  // ldmatrix address of this lane's row and chunk pair for Q's A fragment of m-tile mt, k-step 0
+  // (k-step kk: chunk + 2 kk, see swz).
+  auto q_frag = [&](int mt, int kk, uint32_t(&qa)[4]) {
+    const int r = warp * WM + mt * 16 + (lane & 15);
+    const int c = kk * 2 + (lane >> 4);
+    ldmatrix_x4(smem_addr(sQ + swz<CH>(r, c) * 8), qa[0], qa[1], qa[2], qa[3]);
+  };
+
+  uint32_t qf[kQInRegs ? HD / 16 : 1][4];
+  float o[MT][HD / 8][4];
 #pragma unroll
-  for (int d = 0; d < HD / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY};
-  float l_run[2] = {0.f, 0.f};  // per-thread partial row sums (reduced over the quad at the end)
-  const int qpos0 = past + m0 + warp * 16 + (lane >> 2);  // absolute position of row g
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int d = 0; d < HD / 8; ++d) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
+  float m_run[MT][2];  // running row max, scaled into the log2 domain
+  float l_run[MT][2];  // per-thread partial row sums (reduced over the quad at the end)
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+    m_run[mt][0] = m_run[mt][1] = -INFINITY, l_run[mt][0] = l_run[mt][1] = 0.f;
+  // Absolute position of row g of m-tile 0 (m-tile mt adds 16 mt, row g + 8 adds 8).
+  const int qpos0 = past + m0 + warp * WM + (lane >> 2);
 
   load_kv(0, 0);
   for (int it = 0; it < n_tiles; ++it) {
@@ -159,115 +202,152 @@ __global__ void __launch_bounds__(WARPS * 32)
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (it == 0) {
+    if (kQInRegs && it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; ++kk) q_frag(0, kk, qf[kQInRegs ? kk : 0]);
+    }
+    // A warp whose rows all precede the tile's first key sees none of it (a causal block's last
+    // tile for its first warps): P would be all zero, m and l unchanged, O += 0 * V. It skips
+    // the tile, which also keeps a non-finite V in masked rows out of O.
+    const int n0 = it * BN;
+    if (n0 <= qpos0 + WM - 1 - (lane >> 2)) {
+      const bf16* tK = sK + (it & 1) * BN * HD;
+      const bf16* tV = sV + (it & 1) * BN * HD;
+
+      // S = Q K^T for this warp's WM rows and the tile's 64 keys (raw scores).
+      float sc[MT][BN / 8][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j)
+          sc[mt][j][0] = sc[mt][j][1] = sc[mt][j][2] = sc[mt][j][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < HD / 16; ++kk) {
-        const int r = warp * 16 + (lane & 15);
-        const int c = kk * 2 + (lane >> 4);
-        ldmatrix_x4(smem_addr(sQ + swz<CH>(r, c) * 8), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
-      }
-    }
-    const bf16* tK = sK + (it & 1) * BN * HD;
-    const bf16* tV = sV + (it & 1) * BN * HD;
-
-    // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
-    float sc[BN / 8][4];
+        uint32_t qa[MT][4];
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+        for (int mt = 0; mt < MT; ++mt) {
+          if constexpr (kQInRegs) {
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-#pragma unroll
-      for (int jp = 0; jp < BN / 16; ++jp) {
-        const int r = jp * 16 + (lane & 7) + ((lane >> 4) << 3);
-        const int c = kk * 2 + ((lane >> 3) & 1);
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4(smem_addr(tK + swz<CH>(r, c) * 8), b0, b1, b2, b3);
-        dev::mma_bf16_16816(sc[2 * jp], qf[kk], b0, b1);
-        dev::mma_bf16_16816(sc[2 * jp + 1], qf[kk], b2, b3);
-      }
-    }
-
-    // Scale into the log2 domain; mask only tiles that cross the diagonal or the cache end.
-    const int n0 = it * BN;
-    const bool need_mask = (n0 + BN - 1 > past + m0) || (n0 + BN > kv_len);
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = sc[j][e] * scale_log2;
-        if (need_mask) {
-          const int key = n0 + j * 8 + 2 * (lane & 3) + (e & 1);
-          const int qpos = qpos0 + (e >> 1) * 8;
-          if (key > qpos || key >= kv_len) x = -INFINITY;
+            for (int i = 0; i < 4; ++i) qa[mt][i] = qf[kQInRegs ? kk : 0][i];
+          } else {
+            q_frag(mt, kk, qa[mt]);
+          }
         }
-        sc[j][e] = x;
+#pragma unroll
+        for (int jp = 0; jp < BN / 16; ++jp) {
+          const int r = jp * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int c = kk * 2 + ((lane >> 3) & 1);
+          uint32_t b0, b1, b2, b3;
+          ldmatrix_x4(smem_addr(tK + swz<CH>(r, c) * 8), b0, b1, b2, b3);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            dev::mma_bf16_16816(sc[mt][2 * jp], qa[mt], b0, b1);
+            dev::mma_bf16_16816(sc[mt][2 * jp + 1], qa[mt], b2, b3);
+          }
+        }
       }
-    }
 
-    // Online softmax (fp32): new running max, rescale the running sum and the accumulators.
+      // Mask only tiles that cross the diagonal or the cache end (-inf: p = 2^-inf = +0).
+      if ((n0 + BN - 1 > past + m0) || (n0 + BN > kv_len)) {
 #pragma unroll
-    for (int ri = 0; ri < 2; ++ri) {
-      float mx = m_run[ri];
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(sc[j][2 * ri], sc[j][2 * ri + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
-      const float m_use = mx == -INFINITY ? 0.f : mx;  // a row with nothing visible yet
-      const float alpha = exp2f(m_run[ri] - m_use);
-      m_run[ri] = mx;
-      float rs = 0.f;
+          for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const float p0 = exp2f(sc[j][2 * ri] - m_use);
-        const float p1 = exp2f(sc[j][2 * ri + 1] - m_use);
-        sc[j][2 * ri] = p0;
-        sc[j][2 * ri + 1] = p1;
-        rs += p0 + p1;
+            for (int e = 0; e < 4; ++e) {
+              const int key = n0 + j * 8 + 2 * (lane & 3) + (e & 1);
+              const int qpos = qpos0 + mt * 16 + (e >> 1) * 8;
+              if (key > qpos || key >= kv_len) sc[mt][j][e] = -INFINITY;
+            }
       }
-      l_run[ri] = l_run[ri] * alpha + rs;
-#pragma unroll
-      for (int d = 0; d < HD / 8; ++d) {
-        o[d][2 * ri] *= alpha;
-        o[d][2 * ri + 1] *= alpha;
-      }
-    }
 
-    // O += P V, P rounded to bf16 (the A operand), V via ldmatrix.trans (B is [key][hd]).
+      // Online softmax (fp32): new running max, P, the running sum; alpha per row.
+      float alpha[MT][2];
+      bool moved = false;
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      const uint32_t pa[4] = {pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]),
-                              pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]),
-                              pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                              pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int dp = 0; dp < HD / 16; ++dp) {
-        const int r = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
-        const int c = dp * 2 + (lane >> 4);
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4_trans(smem_addr(tV + swz<CH>(r, c) * 8), b0, b1, b2, b3);
-        dev::mma_bf16_16816(o[2 * dp], pa, b0, b1);
-        dev::mma_bf16_16816(o[2 * dp + 1], pa, b2, b3);
+        for (int ri = 0; ri < 2; ++ri) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j)
+            mx = fmaxf(mx, fmaxf(sc[mt][j][2 * ri], sc[mt][j][2 * ri + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
+          const float m_new = fmaxf(m_run[mt][ri], mx * scale_log2);
+          const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet
+          moved |= m_new != m_run[mt][ri];
+          alpha[mt][ri] = dev::ex2_approx(m_run[mt][ri] - m_use);
+          m_run[mt][ri] = m_new;
+          float rs = 0.f;
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j) {
+            const float p0 = dev::ex2_approx(fmaf(sc[mt][j][2 * ri], scale_log2, -m_use));
+            const float p1 = dev::ex2_approx(fmaf(sc[mt][j][2 * ri + 1], scale_log2, -m_use));
+            sc[mt][j][2 * ri] = p0;
+            sc[mt][j][2 * ri + 1] = p1;
+            rs += p0 + p1;
+          }
+          l_run[mt][ri] = l_run[mt][ri] * alpha[mt][ri] + rs;
+        }
+      if (__any_sync(kFullMask, moved)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int d = 0; d < HD / 8; ++d) {
+            o[mt][d][0] *= alpha[mt][0];
+            o[mt][d][1] *= alpha[mt][0];
+            o[mt][d][2] *= alpha[mt][1];
+            o[mt][d][3] *= alpha[mt][1];
+          }
+      }
+
+      // O += P V, P rounded to bf16 (the A operand), V via ldmatrix.trans (B is [key][hd]).
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          pa[mt][0] = pack_bf16x2(sc[mt][2 * kk][0], sc[mt][2 * kk][1]);
+          pa[mt][1] = pack_bf16x2(sc[mt][2 * kk][2], sc[mt][2 * kk][3]);
+          pa[mt][2] = pack_bf16x2(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
+          pa[mt][3] = pack_bf16x2(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < HD / 16; ++dp) {
+          const int r = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+          const int c = dp * 2 + (lane >> 4);
+          uint32_t b0, b1, b2, b3;
+          ldmatrix_x4_trans(smem_addr(tV + swz<CH>(r, c) * 8), b0, b1, b2, b3);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            dev::mma_bf16_16816(o[mt][2 * dp], pa[mt], b0, b1);
+            dev::mma_bf16_16816(o[mt][2 * dp + 1], pa[mt], b2, b3);
+          }
+        }
       }
     }
     __syncthreads();  // the next iteration's copy overwrites this buffer
   }
 
 #pragma unroll
-  for (int ri = 0; ri < 2; ++ri) {
-    float l = l_run[ri];
-    l += __shfl_xor_sync(kFullMask, l, 1);
-    l += __shfl_xor_sync(kFullMask, l, 2);
-    const float inv = 1.f / l;
-    const int row = m0 + warp * 16 + (lane >> 2) + ri * 8;
-    if (row < new_len) {
-      bf16* dst =
-          a.out + static_cast<int64_t>(q_begin + row) * a.out_stride + h * HD + 2 * (lane & 3);
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int d = 0; d < HD / 8; ++d)
-        *reinterpret_cast<uint32_t*>(dst + d * 8) =
-            pack_bf16x2(o[d][2 * ri] * inv, o[d][2 * ri + 1] * inv);
+    for (int ri = 0; ri < 2; ++ri) {
+      float l = l_run[mt][ri];
+      l += __shfl_xor_sync(kFullMask, l, 1);
+      l += __shfl_xor_sync(kFullMask, l, 2);
+      const float inv = 1.f / l;
+      const int row = m0 + warp * WM + mt * 16 + (lane >> 2) + ri * 8;
+      if (row < new_len) {
+        bf16* dst =
+            a.out + static_cast<int64_t>(q_begin + row) * a.out_stride + h * HD + 2 * (lane & 3);
+#pragma unroll
+        for (int d = 0; d < HD / 8; ++d)
+          *reinterpret_cast<uint32_t*>(dst + d * 8) =
+              pack_bf16x2(o[mt][d][2 * ri] * inv, o[mt][d][2 * ri + 1] * inv);
+      }
     }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,13 +1120,13 @@ void check_aligned16(const void* p, int64_t stride, const char* who) {
          std::string(who) + ": pointers must be 16-byte aligned and row strides multiples of 8");
 }
 
-template <int HD, int WARPS>
+template <int HD, int WARPS, int MT>
 void launch_prefill_mma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {
-  constexpr int BM = 16 * WARPS;
+  constexpr int BM = 16 * MT * WARPS;
   const size_t smem = static_cast<size_t>(BM * HD + 4 * 64 * HD) * sizeof(bf16);
-  allow_dynamic_smem<prefill_mma_kernel<HD, WARPS>>(smem);
+  allow_dynamic_smem<prefill_mma_kernel<HD, WARPS, MT>>(smem);
   const dim3 grid(ceil_div(a.seqs.max_new, BM), a.num_heads, a.seqs.batch);
-  prefill_mma_kernel<HD, WARPS><<<grid, WARPS * 32, smem, stream>>>(a, scale_log2);
+  prefill_mma_kernel<HD, WARPS, MT><<<grid, WARPS * 32, smem, stream>>>(a, scale_log2);
   JB_LAUNCH("prefill_mma_kernel");
 }
 
@@ -1133,6 +1213,8 @@ const char* prefill_variant_name(PrefillVariant v) {
       return "mma64";
     case PrefillVariant::Mma128:
       return "mma128";
+    case PrefillVariant::Mma128R32:
+      return "mma128r32";
   }
   return "?";
 }
@@ -1140,7 +1222,7 @@ const char* prefill_variant_name(PrefillVariant v) {
 PrefillVariant parse_prefill_variant(const std::string& s) {
   if (s.empty()) return PrefillVariant::Auto;
   const PrefillVariant all[] = {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
-                                PrefillVariant::Mma128};
+                                PrefillVariant::Mma128, PrefillVariant::Mma128R32};
   return parse_by_name(s, all, prefill_variant_name, "prefill variant");
 }
 
@@ -1159,11 +1241,15 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
   check_aligned16(a.kv.v, 0, "attention_prefill v cache");
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(hd));
   if (v == PrefillVariant::Auto) {
-    // 128-row blocks halve the K/V shared-memory traffic per FLOP; with short sequences they
-    // leave SMs idle, so use them only when there are enough of them to fill the GPU twice.
+    // hd 128: 4 warps x 32 rows (half the ldmatrix bytes per mma) once there are >= 4 waves of
+    // its 128-row blocks (2 per SM); below that the last partial wave costs more than it saves,
+    // and 64-row blocks win. Measured on an H200 (32:8, 2026-11-29, TFLOP/s mma64 / mma128 /
+    // mma128r32): L = 2K (1.9 waves) 198 / 174 / 186; 8K 273 / 249 / 303; 32K 292 / 278 / 348.
+    // hd 64 keeps mma64 (mma128r32 at hd 64 has compare cases but was not timed).
     const int64_t blocks128 =
         static_cast<int64_t>(ceil_div(a.seqs.max_new, 128)) * a.num_heads * a.seqs.batch;
-    v = (hd == 128 && blocks128 >= 2 * sm_count()) ? PrefillVariant::Mma128 : PrefillVariant::Mma64;
+    v = (hd == 128 && blocks128 >= 8 * sm_count()) ? PrefillVariant::Mma128R32
+                                                   : PrefillVariant::Mma64;
   }
   switch (v) {
     case PrefillVariant::Simple:
@@ -1174,15 +1260,21 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
       break;
     case PrefillVariant::Mma128:
       if (hd == 128)
-        launch_prefill_mma<128, 8>(a, scale_log2, stream);
+        launch_prefill_mma<128, 8, 1>(a, scale_log2, stream);
       else
-        launch_prefill_mma<64, 8>(a, scale_log2, stream);
+        launch_prefill_mma<64, 8, 1>(a, scale_log2, stream);
+      break;
+    case PrefillVariant::Mma128R32:
+      if (hd == 128)
+        launch_prefill_mma<128, 4, 2>(a, scale_log2, stream);
+      else
+        launch_prefill_mma<64, 4, 2>(a, scale_log2, stream);
       break;
     default:
       if (hd == 128)
-        launch_prefill_mma<128, 4>(a, scale_log2, stream);
+        launch_prefill_mma<128, 4, 1>(a, scale_log2, stream);
       else
-        launch_prefill_mma<64, 4>(a, scale_log2, stream);
+        launch_prefill_mma<64, 4, 1>(a, scale_log2, stream);
       v = PrefillVariant::Mma64;
       break;
   }

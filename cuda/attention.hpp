@@ -52,10 +52,11 @@ struct KvView {
 };
 
 enum class PrefillVariant {
-  Auto,    // mma with the block size chosen for the shape
-  Simple,  // one warp per (query row, head), fp32 FMAs, P kept in fp32: the correctness anchor
-  Mma64,   // 4 warps, 64 query rows per block
-  Mma128,  // 8 warps, 128 query rows per block
+  Auto,       // hd 128 with >= 4 waves of 128-row blocks: mma128r32; otherwise mma64
+  Simple,     // one warp per (query row, head), fp32 FMAs, P kept in fp32: the correctness anchor
+  Mma64,      // 4 warps, 64 query rows per block
+  Mma128,     // 8 warps, 128 query rows per block
+  Mma128R32,  // 4 warps x 32 query rows (two m-tiles each), 128 rows per block
 };
 const char* prefill_variant_name(PrefillVariant v);
 PrefillVariant parse_prefill_variant(const std::string& s);  // Error{Usage} if unknown
@@ -72,7 +73,7 @@ struct PrefillArgs {
 
 // Causal attention of every new token over its sequence's cache rows. head_dim 64 or 128
 // (Error{Unsupported} otherwise); any H / Hkv ratio that is an integer. Returns the name of the
-// variant that ran ("mma64", "mma128", "simple").
+// variant that ran ("mma64", "mma128", "mma128r32", "simple").
 std::string attention_prefill(const PrefillArgs& a, PrefillVariant v = PrefillVariant::Auto,
                               cudaStream_t stream = nullptr);
 

@@ -216,7 +216,7 @@ TEST(AttentionDecodeVariant, NamesParseAndAuto) {
 TEST(AttentionPrefillVariant, NamesParse) {
   using jb::cuda::PrefillVariant;
   for (PrefillVariant v : {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
-                           PrefillVariant::Mma128})
+                           PrefillVariant::Mma128, PrefillVariant::Mma128R32})
     EXPECT_EQ(jb::cuda::parse_prefill_variant(jb::cuda::prefill_variant_name(v)), v);
   EXPECT_EQ(jb::cuda::parse_prefill_variant(""), PrefillVariant::Auto);
   try {

@@ -56,7 +56,7 @@ inline std::vector<Case> prefill_cases() {
   add({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "1+64+300"}, {"past", "100+0+2000"}});
   add({{"H", "4"}, {"Hkv", "1"}, {"hd", "64"}, {"lens", "17+1+200"}, {"past", "7+70+0"}});
   // Each variant on its own.
-  for (const char* var : {"simple", "mma64", "mma128"}) {
+  for (const char* var : {"simple", "mma64", "mma128", "mma128r32"}) {
     add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"past", "5"}, {"variant", var}});
     add({{"H", "4"}, {"Hkv", "2"}, {"hd", "64"}, {"lens", "3+150"}, {"variant", var}});
   }
@@ -66,6 +66,25 @@ inline std::vector<Case> prefill_cases() {
        {"L", "2049"},
        {"rows", "sampled"},
        {"variant", "mma64"}});
+  add({{"H", "32"},
+       {"Hkv", "8"},
+       {"hd", "128"},
+       {"L", "2049"},
+       {"rows", "sampled"},
+       {"variant", "mma128r32"}});
+  add({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "5+129+1000"}, {"variant", "mma128r32"}});
+  add({{"H", "4"},
+       {"Hkv", "1"},
+       {"hd", "128"},
+       {"L", "1000"},
+       {"qscale", "4"},
+       {"variant", "mma128r32"}});
+  add({{"H", "32"},
+       {"Hkv", "8"},
+       {"hd", "128"},
+       {"L", "8192"},
+       {"rows", "sampled"},
+       {"variant", "mma128r32"}});
   return v;
 }
 

@@ -21,6 +21,19 @@
 //       4 lanes 0.85 / 0.90, 2 lanes 0.85 / 0.89, 8 lanes 0.84 / 0.90, 1 lane 0.79 / 0.85.
 //       Before the reference was paired it was timed after our loop and moved 645-735 TFLOP/s
 //       between rows of one run.
+//   BM_MoePrefill/bf16/grouped/T     the same block with the Gemm path's Grouped schedule
+//       (GemmSchedule: one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over
+//       all rows, one grouped call for every expert's down), same counters. Measured on an
+//       H200 (2026-11-29, cuBLAS of CUDA 13.0): x_cublas 0.34 / 0.36 at T = 4096 / 8192 (12.3 /
+//       24.0 ms against 4.9 / 9.4 ms for 4 lanes): rejected, Auto stays on lanes.
+//   BM_ExpertsPrefill/bf16/<lanes4|grouped>/T  run_experts alone (Gemm path, the schedule
+//       pinned) on a routing computed once, at T = 4096 / 8192: the same GEMMs, reference and
+//       counters as BM_MoePrefill, so that the two families together split the gap to cuBLAS
+//       into the expert stage and the rest of the block (router, permutation, gather, combine).
+//       Both include the Gemm path's host read of the row counts (one device->host copy and a
+//       stream sync per call). H200, 2026-11-29, 4 lanes, T = 4096 / 8192: x_cublas 0.88 / 0.93
+//       for the expert stage against 0.85 / 0.90 for the whole block (same run): the router,
+//       permutation, gather and combine cost ~3.5% at T = 4096.
 //
 // Timing: CUDA events around each call (UseManualTime), warm-up first, median reported in the
 // counters. Weights and activations are random (fill_normal), never zeros (METHOD.md). The
@@ -128,14 +141,15 @@ void set_bw_counters(benchmark::State& state, double bytes, double sec, int acti
 using jb::bench::CapturedGraph;
 using jb::bench::Stream;
 
-// A decode batch of T tokens routed once: its workspace is filled by one moe_forward (so a later
-// graph capture allocates nothing) and `active` counts the experts the routing touched.
-struct DecodeSetup {
+// A batch of T tokens routed once (decode, or a prefill for the expert stage alone): its
+// workspace is filled by one moe_forward (so a later graph capture allocates nothing) and
+// `active` counts the experts the routing touched.
+struct RoutedSetup {
   const jb::cuda::MoeLayer& layer;
   Stream st;
   jb::cuda::MoeWorkspace ws;
   int active = 0;
-  DecodeSetup(bool int8, int64_t T, jb::cuda::ExpertsPath path,
+  RoutedSetup(bool int8, int64_t T, jb::cuda::ExpertsPath path,
               jb::cuda::Int8Gemv variant = jb::cuda::Int8Gemv::Auto)
       : layer(int8 ? jamba().int8_layer : jamba().bf16_layer) {
     ws.experts.int8_gemv = variant;
@@ -143,18 +157,23 @@ struct DecodeSetup {
     JB_CUDA(cudaStreamSynchronize(st.s));
     active = ws.num_active.download()[0];
   }
+  // The routed rows as run_experts takes them (a token picks an expert at most once).
+  jb::cuda::ExpertGroups groups(int64_t T) const {
+    jb::cuda::ExpertGroups g;
+    g.offsets = ws.offsets.get();
+    g.active = ws.active.get();
+    g.num_active = ws.num_active.get();
+    g.total_rows = T * kTopK;
+    g.max_rows_per_expert = T;
+    return g;
+  }
 };
 
 void BM_ExpertsDecode(benchmark::State& state, bool int8, jb::cuda::Int8Gemv variant) {
   const int64_t T = state.range(0);
   // Routing, permutation and gathered rows once; then the expert stage alone.
-  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Gemv, variant);
-  jb::cuda::ExpertGroups g;
-  g.offsets = d.ws.offsets.get();
-  g.active = d.ws.active.get();
-  g.num_active = d.ws.num_active.get();
-  g.total_rows = T * kTopK;
-  g.max_rows_per_expert = T;
+  RoutedSetup d(int8, T, jb::cuda::ExpertsPath::Gemv, variant);
+  const jb::cuda::ExpertGroups g = d.groups(T);
   std::string ran;
   const CapturedGraph graph(
       d.st.s,
@@ -171,7 +190,7 @@ void BM_ExpertsDecode(benchmark::State& state, bool int8, jb::cuda::Int8Gemv var
 void BM_MoeDecode(benchmark::State& state, bool int8) {
   JambaMoe& j = jamba();
   const int64_t T = state.range(0);
-  DecodeSetup d(int8, T, jb::cuda::ExpertsPath::Auto);
+  RoutedSetup d(int8, T, jb::cuda::ExpertsPath::Auto);
   const CapturedGraph graph(
       d.st.s,
       [&] {
@@ -183,45 +202,116 @@ void BM_MoeDecode(benchmark::State& state, bool int8) {
   set_bw_counters(state, d.active * expert_bytes(int8), sec, d.active);
 }
 
-void BM_MoePrefill(benchmark::State& state, bool int8, int lanes) {
+// A Gemm-path schedule of the prefill rows: Lanes with a lane count, or Grouped.
+struct PrefillSchedule {
+  jb::cuda::GemmSchedule schedule = jb::cuda::GemmSchedule::Lanes;
+  int lanes = jb::cuda::ExpertsWorkspace::kDefaultGemmLanes;
+  std::string name() const {
+    return schedule == jb::cuda::GemmSchedule::Lanes ? "lanes" + std::to_string(lanes)
+                                                     : jb::cuda::gemm_schedule_name(schedule);
+  }
+  std::string label() const {
+    return schedule == jb::cuda::GemmSchedule::Lanes
+               ? "gemm_lanes=" + std::to_string(lanes)
+               : "gemm_schedule=" + std::string(jb::cuda::gemm_schedule_name(schedule));
+  }
+  void apply(jb::cuda::ExpertsWorkspace& ws) const {
+    ws.gemm_schedule = schedule;
+    ws.gemm_lanes = lanes;
+  }
+};
+
+// The reference of the prefill rows: the same GEMMs as two plain cuBLAS bf16 calls (bf16 in and
+// out, fp32 accumulation, as the bf16 path's gate/up and down) over all M = T*k rows (expert 0's
+// weights), on the gathered rows x_rows.
+struct CublasPrefillReference {
+  const bf16* x_rows;
+  int64_t M;
+  DeviceBuffer<bf16> gu, act, y;
+  CublasPrefillReference(const bf16* x_rows_, int64_t M_)
+      : x_rows(x_rows_), M(M_), gu(size_t(M_) * 2 * kI), act(size_t(M_) * kI), y(size_t(M_) * kD) {
+    jb::cuda::fill_normal(act.get(), act.size(), 3, jb::stream_id("bench.act"), 0.f, 1.f);
+  }
+  void operator()(cudaStream_t s) const {
+    jb::cuda::linear_bf16(x_rows, jamba().gate_up.get(), gu.get(), M, 2 * kI, kD, s);
+    jb::cuda::linear_bf16(act.get(), jamba().down.get(), y.get(), M, kD, kI, s);
+  }
+};
+
+// Times `call` against the reference in alternation (paired_event_loop, 3 warm-up pairs first)
+// and sets the prefill counters: ms, TFLOP/s (2 * M * 3 * d * I), cublas_TFLOP/s, x_cublas (the
+// median of the per-iteration ratios reference / ours, each pair run back to back),
+// x_cublas_min (the lowest pair) and x_gemm_ceiling.
+template <class Call>
+void time_against_cublas(benchmark::State& state, Call&& call, const CublasPrefillReference& ref,
+                         cudaStream_t s) {
+  auto reference = [&] { ref(s); };
+  for (int i = 0; i < 3; ++i) call(), reference();
+  JB_CUDA(cudaStreamSynchronize(s));
+  const auto [ours_s, ref_s] = jb::bench::paired_event_loop(state, call, reference, s);
+  std::vector<double> ratio;
+  for (size_t i = 0; i < ours_s.size(); ++i) ratio.push_back(ref_s[i] / ours_s[i]);
+  const double sec = jb::bench::median(ours_s);
+  const double cublas_ms = jb::bench::median(ref_s) * 1e3;
+  const double flops = 2.0 * ref.M * 3.0 * double(kD) * double(kI);
+  const double tflops = sec > 0 ? flops / sec / 1e12 : 0;
+  state.counters["ms"] = sec * 1e3;
+  state.counters["TFLOP/s"] = tflops;
+  state.counters["cublas_TFLOP/s"] = flops / (cublas_ms * 1e-3) / 1e12;
+  state.counters["x_cublas"] = jb::bench::median(ratio);
+  state.counters["x_cublas_min"] = *std::min_element(ratio.begin(), ratio.end());
+  const auto& ceil = jb::bench::ceilings();
+  state.counters["x_gemm_ceiling"] = ceil.gemm_tflops > 0 ? tflops / ceil.gemm_tflops : 0;
+}
+
+// A pinned schedule that did not run (a fallback or a refusal) must not produce a row.
+bool ran_as_pinned(benchmark::State& state, const PrefillSchedule& sched, bool int8,
+                   const std::string& ran) {
+  const std::string want = sched.schedule == jb::cuda::GemmSchedule::Grouped
+                               ? "gemm_bf16_grouped"
+                               : (int8 ? "gemm_int8" : "gemm_bf16");
+  if (ran == want) return true;
+  state.SkipWithError(("ran " + ran + ", expected " + want).c_str());
+  return false;
+}
+
+void BM_MoePrefill(benchmark::State& state, bool int8, PrefillSchedule sched) {
   JambaMoe& j = jamba();
   const int64_t T = state.range(0);
   const jb::cuda::MoeLayer& layer = int8 ? j.int8_layer : j.bf16_layer;
   Stream st;
   jb::cuda::MoeWorkspace ws;
-  ws.experts.gemm_lanes = lanes;
-  state.SetLabel("gemm_lanes=" + std::to_string(lanes));
+  sched.apply(ws.experts);
+  state.SetLabel(sched.label());
+  std::string ran;
   auto call = [&] {
-    jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto, st.s);
+    ran = jb::cuda::moe_forward(layer, j.x.get(), T, j.out.get(), ws, jb::cuda::ExpertsPath::Auto,
+                                st.s);
   };
-  // The reference: the same GEMMs as two plain cuBLAS bf16 calls (bf16 in and out, fp32
-  // accumulation, as the bf16 path's gate/up and down) over all T*k rows (expert 0's weights),
-  // timed in alternation with ours (paired_event_loop).
-  const int64_t M = T * kTopK;
-  DeviceBuffer<bf16> gu(size_t(M) * 2 * kI);
-  DeviceBuffer<bf16> act(size_t(M) * kI), y(size_t(M) * kD);
-  jb::cuda::fill_normal(act.get(), act.size(), 3, jb::stream_id("bench.act"), 0.f, 1.f);
-  auto reference = [&] {
-    jb::cuda::linear_bf16(ws.x_rows.get(), j.gate_up.get(), gu.get(), M, 2 * kI, kD, st.s);
-    jb::cuda::linear_bf16(act.get(), j.down.get(), y.get(), M, kD, kI, st.s);
-  };
-  for (int i = 0; i < 3; ++i) call(), reference();
+  call();  // fills ws.x_rows for the reference and says which variant runs
   JB_CUDA(cudaStreamSynchronize(st.s));
-  const auto [ours_s, ref_s] = jb::bench::paired_event_loop(state, call, reference, st.s);
-  std::vector<double> ratio;
-  for (size_t i = 0; i < ours_s.size(); ++i) ratio.push_back(ref_s[i] / ours_s[i]);
-  const double sec = jb::bench::median(ours_s);
-  const double cublas_ms = jb::bench::median(ref_s) * 1e3;
-  const double flops = 2.0 * M * 3.0 * double(kD) * double(kI);
-  const double tflops = sec > 0 ? flops / sec / 1e12 : 0;
-  state.counters["ms"] = sec * 1e3;
-  state.counters["TFLOP/s"] = tflops;
-  state.counters["cublas_TFLOP/s"] = flops / (cublas_ms * 1e-3) / 1e12;
-  // Median of the per-iteration ratios (each pair ran back to back).
-  state.counters["x_cublas"] = jb::bench::median(ratio);
-  state.counters["x_cublas_min"] = *std::min_element(ratio.begin(), ratio.end());
-  const auto& ceil = jb::bench::ceilings();
-  state.counters["x_gemm_ceiling"] = ceil.gemm_tflops > 0 ? tflops / ceil.gemm_tflops : 0;
+  if (!ran_as_pinned(state, sched, int8, ran)) return;
+  const CublasPrefillReference ref(ws.x_rows.get(), T * kTopK);
+  time_against_cublas(state, call, ref, st.s);
+}
+
+void BM_ExpertsPrefill(benchmark::State& state, PrefillSchedule sched) {
+  const int64_t T = state.range(0);
+  // Routing, permutation and gathered rows once; then the expert stage alone.
+  RoutedSetup r(false, T, jb::cuda::ExpertsPath::Gemm);
+  sched.apply(r.ws.experts);
+  state.SetLabel(sched.label());
+  const jb::cuda::ExpertGroups g = r.groups(T);
+  std::string ran;
+  auto call = [&] {
+    ran = jb::cuda::run_experts(r.layer.experts, g, r.ws.x_rows.get(), r.ws.y_rows.get(),
+                                jb::cuda::ExpertsPath::Gemm, r.ws.experts, r.st.s);
+  };
+  call();
+  JB_CUDA(cudaStreamSynchronize(r.st.s));
+  if (!ran_as_pinned(state, sched, false, ran)) return;
+  const CublasPrefillReference ref(r.ws.x_rows.get(), T * kTopK);
+  time_against_cublas(state, call, ref, r.st.s);
 }
 
 }  // namespace
@@ -268,17 +358,22 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
   }
   // Default lanes (concurrent expert GEMMs) and, for comparison, one lane (experts one after
-  // another) and other lane counts (bf16; a count equal to the default is not registered twice).
+  // another), other lane counts and the grouped schedule (bf16; a lane count equal to the
+  // default is not registered twice).
+  using jb::cuda::GemmSchedule;
+  const int default_lanes = jb::cuda::ExpertsWorkspace::kDefaultGemmLanes;
+  const auto lanes = [](int n) { return PrefillSchedule{GemmSchedule::Lanes, n}; };
+  const PrefillSchedule grouped{GemmSchedule::Grouped, default_lanes};
   std::set<std::string> registered;
-  for (auto [int8, lanes] :
-       {std::pair{false, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}, std::pair{false, 1},
-        std::pair{false, 2}, std::pair{false, 4}, std::pair{false, 8},
-        std::pair{true, jb::cuda::ExpertsWorkspace::kDefaultGemmLanes}}) {
-    const std::string w = std::string(int8 ? "int8" : "bf16") + "/lanes" + std::to_string(lanes);
+  for (auto [int8, sched] :
+       {std::pair{false, lanes(default_lanes)}, std::pair{false, grouped},
+        std::pair{false, lanes(1)}, std::pair{false, lanes(2)}, std::pair{false, lanes(4)},
+        std::pair{false, lanes(8)}, std::pair{true, lanes(default_lanes)}}) {
+    const std::string w = std::string(int8 ? "int8" : "bf16") + "/" + sched.name();
     if (!registered.insert(w).second) continue;
     benchmark::RegisterBenchmark(
         ("BM_MoePrefill/" + w).c_str(),
-        [int8 = int8, lanes = lanes](benchmark::State& s) { BM_MoePrefill(s, int8, lanes); })
+        [int8 = int8, sched = sched](benchmark::State& s) { BM_MoePrefill(s, int8, sched); })
         ->ArgName("T")
         ->Arg(4096)
         ->Arg(8192)
@@ -286,6 +381,16 @@ int main(int argc, char** argv) {
         ->Iterations(20)
         ->Unit(benchmark::kMillisecond);
   }
+  // The expert stage alone, bf16, the default lanes against the grouped schedule.
+  for (const PrefillSchedule& sched : {lanes(default_lanes), grouped})
+    benchmark::RegisterBenchmark(("BM_ExpertsPrefill/bf16/" + sched.name()).c_str(),
+                                 [sched](benchmark::State& s) { BM_ExpertsPrefill(s, sched); })
+        ->ArgName("T")
+        ->Arg(4096)
+        ->Arg(8192)
+        ->UseManualTime()
+        ->Iterations(20)
+        ->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -428,6 +428,23 @@ Int8Gemv parse_int8_gemv(const std::string& s) {
   return parse_by_name(s, all, int8_gemv_name, "int8 gemv variant");
 }
 
+const char* gemm_schedule_name(GemmSchedule s) {
+  switch (s) {
+    case GemmSchedule::Auto:
+      return "auto";
+    case GemmSchedule::Lanes:
+      return "lanes";
+    case GemmSchedule::Grouped:
+      return "grouped";
+  }
+  return "?";
+}
+
+GemmSchedule parse_gemm_schedule(const std::string& s) {
+  const GemmSchedule all[] = {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped};
+  return parse_by_name(s, all, gemm_schedule_name, "gemm schedule");
+}
+
 ExpertsPath parse_experts_path(const std::string& s) {
   const ExpertsPath all[] = {ExpertsPath::Auto, ExpertsPath::Gemv, ExpertsPath::Gemm};
   return parse_by_name(s, all, experts_path_name, "experts path");
@@ -467,6 +484,285 @@ void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int
                          CUDA_R_16BF, static_cast<int>(ldx), &beta, y, CUDA_R_32F,
                          static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
+
+namespace {
+
+// The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Lanes (measured
+// faster); Grouped has no int8 form.
+GemmSchedule resolve_gemm_schedule(GemmSchedule s, bool is_int8) {
+  if (s == GemmSchedule::Grouped && is_int8)
+    fail(ErrorKind::Unsupported,
+         "experts gemm: the grouped schedule takes bf16 weights only; int8 weights run the lanes "
+         "schedule (gemm schedule auto or lanes)");
+  return s == GemmSchedule::Auto ? GemmSchedule::Lanes : s;
+}
+
+// cuBLAS takes host-side shapes: copies the expert offsets into ws.host_offsets (one
+// device->host copy and a sync of `stream`), checks them and returns the most rows of one expert.
+int64_t read_expert_offsets(const ExpertGroups& g, int64_t E, ExpertsWorkspace& ws,
+                            cudaStream_t stream) {
+  ws.host_offsets.resize(static_cast<size_t>(E + 1));
+  JB_CUDA(cudaMemcpyAsync(ws.host_offsets.data(), g.offsets, (E + 1) * sizeof(int32_t),
+                          cudaMemcpyDeviceToHost, stream));
+  JB_CUDA(cudaStreamSynchronize(stream));
+  int64_t max_rows = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = ws.host_offsets[e + 1] - ws.host_offsets[e];
+    if (n < 0 || ws.host_offsets[e + 1] > g.total_rows)
+      fail(ErrorKind::Internal, "run_experts: inconsistent expert offsets");
+    max_rows = std::max(max_rows, n);
+  }
+  return max_rows;
+}
+
+int64_t rows_of(const std::vector<int32_t>& offsets, int64_t e) {
+  return offsets[e + 1] - offsets[e];
+}
+
+// Experts that own rows, ascending.
+std::vector<int64_t> experts_with_rows(const std::vector<int32_t>& offsets) {
+  std::vector<int64_t> busy;
+  for (int64_t e = 0; e + 1 < static_cast<int64_t>(offsets.size()); ++e)
+    if (rows_of(offsets, e) > 0) busy.push_back(e);
+  return busy;
+}
+
+// act = swiglu_act(g, u) over bf16 gate/up rows [rows, 2I]: 16-byte vectors when every row is
+// 16-byte aligned (inter % 8 == 0 and aligned bases), else one element per thread.
+void launch_act_bf16(const bf16* gate_up, int64_t rows, int64_t inter, bf16* act, cudaStream_t s) {
+  if (inter % 8 == 0 && aligned16(gate_up) && aligned16(act)) {
+    act_bf16x8_kernel<<<grid_2d(rows, inter / 8, 256), 256, 0, s>>>(gate_up, rows, inter, act);
+    JB_LAUNCH("act_bf16x8_kernel");
+  } else {
+    act_kernel<bf16>
+        <<<grid_2d(rows, inter, 256), 256, 0, s>>>(gate_up, rows, inter, nullptr, nullptr, act);
+    JB_LAUNCH("act_kernel<bf16>");
+  }
+}
+
+// ---- Lanes schedule ----
+
+// LPT: busy experts (largest first) each to the lane with the fewest rows so far; the lane of
+// each entry of `busy`.
+std::vector<int> deal_to_lanes(const std::vector<int64_t>& busy,
+                               const std::vector<int32_t>& offsets, int lanes) {
+  std::vector<int64_t> lane_rows(static_cast<size_t>(lanes), 0);
+  std::vector<int> lane_of(busy.size());
+  for (size_t k = 0; k < busy.size(); ++k) {
+    const int l =
+        static_cast<int>(std::min_element(lane_rows.begin(), lane_rows.end()) - lane_rows.begin());
+    lane_of[k] = l;
+    lane_rows[static_cast<size_t>(l)] += rows_of(offsets, busy[k]);
+  }
+  return lane_of;
+}
+
+void ensure_lanes(ExpertsWorkspace& ws, int lanes, int64_t max_rows, const ExpertWeights& w) {
+  const int64_t d = w.d, inter = w.inter;
+  while (static_cast<int>(ws.lanes.size()) < lanes)
+    ws.lanes.push_back(std::make_unique<ExpertLane>());
+  for (int l = 0; l < lanes; ++l) {
+    ExpertLane& lane = *ws.lanes[l];
+    ensure(lane.act, static_cast<size_t>(max_rows * inter));
+    if (w.type == WeightType::Int8) {
+      ensure(lane.gate_up_f32, static_cast<size_t>(max_rows * 2 * inter));
+      ensure(lane.down_f32, static_cast<size_t>(max_rows * d));
+      ensure(lane.w_scratch, static_cast<size_t>(2 * inter * d));
+    } else {
+      ensure(lane.gate_up_bf16, static_cast<size_t>(max_rows * 2 * inter));
+    }
+  }
+}
+
+// Expert e's n rows (from row o of x_rows / y_rows) on stream s with the lane's handle and
+// scratch. gate/up: bf16 weights give bf16 out of cuBLAS (half the bytes of fp32 out); int8
+// gives fp32 out, the row scales are applied before g and u are rounded.
+void run_expert_on_lane(const ExpertWeights& w, int64_t e, int64_t o, int64_t n, const bf16* x_rows,
+                        bf16* y_rows, ExpertLane& lane, cudaStream_t s) {
+  const int64_t d = w.d, inter = w.inter;
+  const bf16* xe = x_rows + o * d;
+  bf16* ye = y_rows + o * d;
+  if (w.type == WeightType::Int8) {
+    int8_to_bf16(w.gate_up_q + e * 2 * inter * d, 2 * inter * d, lane.w_scratch.get(), s);
+    linear_bf16_f32out(xe, d, lane.w_scratch.get(), lane.gate_up_f32.get(), n, 2 * inter, d, s,
+                       lane.blas);
+    const float* sg = w.gate_up_scale + e * 2 * inter;
+    act_kernel<float><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_f32.get(), n, inter, sg,
+                                                             sg + inter, lane.act.get());
+    JB_LAUNCH("act_kernel<float>");
+    int8_to_bf16(w.down_q + e * d * inter, d * inter, lane.w_scratch.get(), s);
+    linear_bf16_f32out(lane.act.get(), inter, lane.w_scratch.get(), lane.down_f32.get(), n, d,
+                       inter, s, lane.blas);
+    scale_round_kernel<<<grid_2d(n, d, 256), 256, 0, s>>>(lane.down_f32.get(), n, d,
+                                                          w.down_scale + e * d, ye);
+    JB_LAUNCH("scale_round_kernel");
+    return;
+  }
+  linear_bf16(xe, w.gate_up + e * 2 * inter * d, lane.gate_up_bf16.get(), n, 2 * inter, d, s,
+              lane.blas);
+  launch_act_bf16(lane.gate_up_bf16.get(), n, inter, lane.act.get(), s);
+  // bf16 out of cuBLAS = fp32 accumulation rounded once (RNE), the contract's y store.
+  linear_bf16(lane.act.get(), w.down + e * d * inter, ye, n, d, inter, s, lane.blas);
+}
+
+// Experts with rows, each given to the lane with the fewest rows so far, largest expert first
+// (LPT scheduling), so that the lanes end closer together than round-robin's (at T = 4096 and
+// random routing an expert has ~512 +- 22 rows, and a lane's sum of four of them varies by a
+// few percent). Fork from and join back to `stream`.
+std::string run_gemm_lanes(const ExpertWeights& w, const bf16* x_rows, bf16* y_rows,
+                           int64_t max_rows, ExpertsWorkspace& ws, cudaStream_t stream) {
+  const std::vector<int32_t>& off = ws.host_offsets;
+  std::vector<int64_t> busy = experts_with_rows(off);
+  std::stable_sort(busy.begin(), busy.end(),
+                   [&](int64_t a, int64_t b) { return rows_of(off, a) > rows_of(off, b); });
+  const int lanes = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(std::max(ws.gemm_lanes, 1), busy.size())));
+  const std::vector<int> lane_of = deal_to_lanes(busy, off, lanes);
+  ensure_lanes(ws, lanes, max_rows, w);
+  if (lanes > 1) {
+    JB_CUDA(cudaEventRecord(ws.lanes[0]->fork, stream));
+    for (int l = 0; l < lanes; ++l)
+      JB_CUDA(cudaStreamWaitEvent(ws.lanes[l]->stream, ws.lanes[0]->fork, 0));
+  }
+  for (size_t k = 0; k < busy.size(); ++k) {
+    ExpertLane& lane = *ws.lanes[static_cast<size_t>(lane_of[k])];
+    const int64_t e = busy[k];
+    run_expert_on_lane(w, e, off[e], rows_of(off, e), x_rows, y_rows, lane,
+                       lanes > 1 ? lane.stream : stream);
+  }
+  if (lanes > 1)
+    for (int l = 0; l < lanes; ++l) {
+      JB_CUDA(cudaEventRecord(ws.lanes[l]->done, ws.lanes[l]->stream));
+      JB_CUDA(cudaStreamWaitEvent(stream, ws.lanes[l]->done, 0));
+    }
+  return w.type == WeightType::Int8 ? "gemm_int8" : "gemm_bf16";
+}
+
+// ---- Grouped schedule ----
+
+// cublasGemmGroupedBatchedEx takes int shapes and leading dimensions.
+int cublas_int(int64_t v, const char* what) {
+  if (v < 0 || v > 2147483647)
+    fail(ErrorKind::Unsupported, std::string("experts grouped gemm: ") + what + " = " +
+                                     std::to_string(v) +
+                                     " does not fit the int of cublasGemmGroupedBatchedEx");
+  return static_cast<int>(v);
+}
+
+// cuBLAS cannot see the matrix pointers of a pointer array (they are in device memory), so for
+// bf16 it assumes the alignment that k promises: 16 bytes when k % 8 == 0, 4 bytes when k % 2 ==
+// 0 (the alignment rule of the cuBLAS docs for the batched and grouped bf16 GEMMs).
+bool grouped_ptr_aligned(const void* p, int64_t k) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (k % 8 == 0) return a % 16 == 0;
+  if (k % 2 == 0) return a % 4 == 0;
+  return a % 2 == 0;
+}
+
+// One group of size 1 per entry of `rows`: row-major Y_g[rows_g, m] = X_g[rows_g, k] W_g[m, k]^T
+// as column-major Y_g^T[m, rows_g] = op_T(W_g as column-major [k, m]) * X_g^T[k, rows_g], the
+// mapping of cuda/gemm.cu, all operands dense (lda = ldb = k, ldc = m).
+void set_grouped_shapes(GroupedGemmArgs& a, const std::vector<int>& rows, int m, int k) {
+  const size_t groups = rows.size();
+  a.trans_a.assign(groups, CUBLAS_OP_T);
+  a.trans_b.assign(groups, CUBLAS_OP_N);
+  a.m.assign(groups, m);
+  a.n = rows;
+  a.k.assign(groups, k);
+  a.lda.assign(groups, k);
+  a.ldb.assign(groups, k);
+  a.ldc.assign(groups, m);
+  a.group_size.assign(groups, 1);
+  a.alpha.assign(groups, 1.0f);
+  a.beta.assign(groups, 0.0f);
+}
+
+// Slots of GroupedGemmScratch::host_ptrs, `groups` entries each.
+enum GroupedSlot { kGuA, kGuB, kGuC, kDnA, kDnB, kDnC, kGroupedSlots };
+
+// The A (weights), B (input rows) and C (output rows) pointers of every busy expert's gate/up
+// and down problems. Error{Unsupported} where one breaks cuBLAS's alignment rule.
+void fill_grouped_ptrs(const ExpertWeights& w, const std::vector<int64_t>& busy,
+                       const std::vector<int32_t>& off, const bf16* x_rows, bf16* y_rows,
+                       GroupedGemmScratch& gs) {
+  const int64_t d = w.d, inter = w.inter;
+  const size_t groups = busy.size();
+  gs.host_ptrs.assign(kGroupedSlots * groups, nullptr);
+  for (size_t g = 0; g < groups; ++g) {
+    const int64_t e = busy[g], o = off[e];
+    // cuBLAS only reads A and B: the const_casts only fit them into one array of void*.
+    void* const p[kGroupedSlots] = {const_cast<bf16*>(w.gate_up + e * 2 * inter * d),
+                                    const_cast<bf16*>(x_rows + o * d),
+                                    gs.gate_up.get() + o * 2 * inter,
+                                    const_cast<bf16*>(w.down + e * d * inter),
+                                    gs.act.get() + o * inter,
+                                    y_rows + o * d};
+    for (int s = 0; s < kGroupedSlots; ++s) {
+      const int64_t k = s < kDnA ? d : inter;
+      if (!grouped_ptr_aligned(p[s], k))
+        fail(ErrorKind::Unsupported,
+             "experts grouped gemm: an operand of expert " + std::to_string(e) +
+                 " is not aligned as cuBLAS assumes for bf16 pointer arrays (16 bytes when k % 8 "
+                 "== 0, 4 when k % 2 == 0; d=" +
+                 std::to_string(d) + ", I=" + std::to_string(inter) +
+                 "); the lanes schedule takes any alignment");
+      gs.host_ptrs[s * groups + g] = p[s];
+    }
+  }
+}
+
+// One grouped call: group g reads A, B, C from slots a_slot, a_slot + 1, a_slot + 2 of the
+// device pointer arrays. alpha/beta are host arrays, hence the host pointer mode.
+void grouped_gemm_bf16(cublasHandle_t h, const GroupedGemmArgs& a, void** dev_ptrs,
+                       GroupedSlot a_slot) {
+  const int groups = static_cast<int>(a.n.size());
+  void** p = dev_ptrs + static_cast<size_t>(a_slot) * groups;
+  JB_CUBLAS(cublasGemmGroupedBatchedEx(
+      h, a.trans_a.data(), a.trans_b.data(), a.m.data(), a.n.data(), a.k.data(), a.alpha.data(), p,
+      CUDA_R_16BF, a.lda.data(), p + groups, CUDA_R_16BF, a.ldb.data(), a.beta.data(),
+      p + 2 * groups, CUDA_R_16BF, a.ldc.data(), groups, a.group_size.data(), CUBLAS_COMPUTE_32F));
+}
+
+// Grouped schedule (bf16): every expert's gate/up in one grouped call into [rows, 2I], one
+// SwiGLU pass over all rows, every expert's down in one grouped call into y_rows. Rounding as
+// the lanes schedule: bf16 out of cuBLAS (fp32 accumulation, CUBLAS_COMPUTE_32F), then the
+// contract's one bf16 store of act. One launch per stage instead of one per expert, so that
+// one expert's last partial wave could share the GPU with the others' tiles without streams.
+// Measured (H200, CUDA 13.0, bench_moe BM_ExpertsPrefill, T = 4096 / 8192): 0.35 / 0.36 of one
+// cuBLAS GEMM of the total shape, against 0.88 / 0.93 for 4 lanes: cuBLAS's grouped kernels
+// are far slower than its single-GEMM ones at ~512 rows per expert. Kept as a pinned schedule
+// so that a later cuBLAS can be re-measured with one flag. Experts without rows get no group.
+std::string run_gemm_grouped(const ExpertWeights& w, const bf16* x_rows, bf16* y_rows,
+                             ExpertsWorkspace& ws, cudaStream_t stream) {
+  const int64_t E = w.num_experts, d = w.d, inter = w.inter;
+  const std::vector<int32_t>& off = ws.host_offsets;
+  const std::vector<int64_t> busy = experts_with_rows(off);
+  if (busy.empty()) return "gemm_bf16_grouped";
+  const int64_t rows = off[E];  // rows [0, offsets[E]): every expert's, contiguous per expert
+  std::vector<int> expert_rows;
+  for (int64_t e : busy) expert_rows.push_back(cublas_int(rows_of(off, e), "rows of an expert"));
+  GroupedGemmScratch& gs = ws.grouped;
+  set_grouped_shapes(gs.gate_up_args, expert_rows, cublas_int(2 * inter, "2I"), cublas_int(d, "d"));
+  set_grouped_shapes(gs.down_args, expert_rows, cublas_int(d, "d"), cublas_int(inter, "I"));
+  ensure(gs.gate_up, static_cast<size_t>(rows * 2 * inter));
+  ensure(gs.act, static_cast<size_t>(rows * inter));
+  fill_grouped_ptrs(w, busy, off, x_rows, y_rows, gs);
+  ensure(gs.ptrs, gs.host_ptrs.size());
+  // Pageable source: the copy is staged before the call returns; host_ptrs lives on anyway.
+  JB_CUDA(cudaMemcpyAsync(gs.ptrs.get(), gs.host_ptrs.data(), gs.host_ptrs.size() * sizeof(void*),
+                          cudaMemcpyHostToDevice, stream));
+  // Lane 0's handle: the workspace's own, so binding it to `stream` races with no other user.
+  if (ws.lanes.empty()) ws.lanes.push_back(std::make_unique<ExpertLane>());
+  const cublasHandle_t h = ws.lanes[0]->blas;
+  JB_CUBLAS(cublasSetStream(h, stream));
+  JB_CUBLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
+  grouped_gemm_bf16(h, gs.gate_up_args, gs.ptrs.get(), kGuA);
+  launch_act_bf16(gs.gate_up.get(), rows, inter, gs.act.get(), stream);
+  grouped_gemm_bf16(h, gs.down_args, gs.ptrs.get(), kDnA);
+  return "gemm_bf16_grouped";
+}
+
+}  // namespace
 
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
                         bf16* y_rows, ExpertsPath path, ExpertsWorkspace& ws, cudaStream_t stream) {
@@ -520,106 +816,11 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
     return "gemv_bf16";
   }
 
-  // Gemm path: host needs the row counts.
-  ws.host_offsets.resize(static_cast<size_t>(E + 1));
-  JB_CUDA(cudaMemcpyAsync(ws.host_offsets.data(), g.offsets, (E + 1) * sizeof(int32_t),
-                          cudaMemcpyDeviceToHost, stream));
-  JB_CUDA(cudaStreamSynchronize(stream));
-  int64_t max_rows = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = ws.host_offsets[e + 1] - ws.host_offsets[e];
-    if (n < 0 || ws.host_offsets[e + 1] > g.total_rows)
-      fail(ErrorKind::Internal, "run_experts: inconsistent expert offsets");
-    max_rows = std::max(max_rows, n);
-  }
-  // Experts with rows, each given to the lane with the fewest rows so far, largest expert first
-  // (LPT scheduling), so that the lanes end closer together than round-robin's (at T = 4096 and
-  // random routing an expert has ~512 +- 22 rows, and a lane's sum of four of them varies by a
-  // few percent). Fork from and join back to `stream`.
-  std::vector<int64_t> busy;
-  for (int64_t e = 0; e < E; ++e)
-    if (ws.host_offsets[e + 1] > ws.host_offsets[e]) busy.push_back(e);
-  const auto rows_of = [&](int64_t e) { return ws.host_offsets[e + 1] - ws.host_offsets[e]; };
-  std::stable_sort(busy.begin(), busy.end(),
-                   [&](int64_t a, int64_t b) { return rows_of(a) > rows_of(b); });
-  const int lanes = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(std::max(ws.gemm_lanes, 1), busy.size())));
-  std::vector<int64_t> lane_rows(static_cast<size_t>(lanes), 0);
-  std::vector<int> lane_of(busy.size());
-  for (size_t k = 0; k < busy.size(); ++k) {
-    const int l =
-        static_cast<int>(std::min_element(lane_rows.begin(), lane_rows.end()) - lane_rows.begin());
-    lane_of[k] = l;
-    lane_rows[static_cast<size_t>(l)] += rows_of(busy[k]);
-  }
-  while (static_cast<int>(ws.lanes.size()) < lanes)
-    ws.lanes.push_back(std::make_unique<ExpertLane>());
-  for (int l = 0; l < lanes; ++l) {
-    ExpertLane& lane = *ws.lanes[l];
-    ensure(lane.act, static_cast<size_t>(max_rows * inter));
-    if (is_int8) {
-      ensure(lane.gate_up_f32, static_cast<size_t>(max_rows * 2 * inter));
-      ensure(lane.down_f32, static_cast<size_t>(max_rows * d));
-      ensure(lane.w_scratch, static_cast<size_t>(2 * inter * d));
-    } else {
-      ensure(lane.gate_up_bf16, static_cast<size_t>(max_rows * 2 * inter));
-    }
-  }
-  if (lanes > 1) {
-    JB_CUDA(cudaEventRecord(ws.lanes[0]->fork, stream));
-    for (int l = 0; l < lanes; ++l)
-      JB_CUDA(cudaStreamWaitEvent(ws.lanes[l]->stream, ws.lanes[0]->fork, 0));
-  }
-  for (size_t k = 0; k < busy.size(); ++k) {
-    const int64_t e = busy[k];
-    ExpertLane& lane = *ws.lanes[static_cast<size_t>(lane_of[k])];
-    const cudaStream_t s = lanes > 1 ? lane.stream : stream;
-    const int64_t o = ws.host_offsets[e];
-    const int64_t n = ws.host_offsets[e + 1] - o;
-    const bf16* xe = x_rows + o * d;
-    bf16* ye = y_rows + o * d;
-    // gate/up: [n, 2I]. bf16 weights: bf16 out of cuBLAS (half the bytes of fp32 out). int8:
-    // fp32 out, the row scales are applied before g and u are rounded.
-    if (is_int8) {
-      int8_to_bf16(w.gate_up_q + e * 2 * inter * d, 2 * inter * d, lane.w_scratch.get(), s);
-      linear_bf16_f32out(xe, d, lane.w_scratch.get(), lane.gate_up_f32.get(), n, 2 * inter, d, s,
-                         lane.blas);
-      const float* sg = w.gate_up_scale + e * 2 * inter;
-      act_kernel<float><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_f32.get(), n, inter, sg,
-                                                               sg + inter, lane.act.get());
-      JB_LAUNCH("act_kernel<float>");
-    } else {
-      linear_bf16(xe, w.gate_up + e * 2 * inter * d, lane.gate_up_bf16.get(), n, 2 * inter, d, s,
-                  lane.blas);
-      if (inter % 8 == 0) {  // lane buffers are cudaMalloc'ed: rows of 2I and I bf16 aligned
-        act_bf16x8_kernel<<<grid_2d(n, inter / 8, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n,
-                                                                     inter, lane.act.get());
-        JB_LAUNCH("act_bf16x8_kernel");
-      } else {
-        act_kernel<bf16><<<grid_2d(n, inter, 256), 256, 0, s>>>(lane.gate_up_bf16.get(), n, inter,
-                                                                nullptr, nullptr, lane.act.get());
-        JB_LAUNCH("act_kernel<bf16>");
-      }
-    }
-    // down: [n, d]
-    if (is_int8) {
-      int8_to_bf16(w.down_q + e * d * inter, d * inter, lane.w_scratch.get(), s);
-      linear_bf16_f32out(lane.act.get(), inter, lane.w_scratch.get(), lane.down_f32.get(), n, d,
-                         inter, s, lane.blas);
-      scale_round_kernel<<<grid_2d(n, d, 256), 256, 0, s>>>(lane.down_f32.get(), n, d,
-                                                            w.down_scale + e * d, ye);
-      JB_LAUNCH("scale_round_kernel");
-    } else {
-      // bf16 out of cuBLAS = fp32 accumulation rounded once (RNE), the contract's y store.
-      linear_bf16(lane.act.get(), w.down + e * d * inter, ye, n, d, inter, s, lane.blas);
-    }
-  }
-  if (lanes > 1)
-    for (int l = 0; l < lanes; ++l) {
-      JB_CUDA(cudaEventRecord(ws.lanes[l]->done, ws.lanes[l]->stream));
-      JB_CUDA(cudaStreamWaitEvent(stream, ws.lanes[l]->done, 0));
-    }
-  return is_int8 ? "gemm_int8" : "gemm_bf16";
+  // Gemm path. The schedule is resolved first, so that a refused one fails before the sync.
+  const GemmSchedule schedule = resolve_gemm_schedule(ws.gemm_schedule, is_int8);
+  const int64_t max_rows = read_expert_offsets(g, E, ws, stream);
+  if (schedule == GemmSchedule::Grouped) return run_gemm_grouped(w, x_rows, y_rows, ws, stream);
+  return run_gemm_lanes(w, x_rows, y_rows, max_rows, ws, stream);
 }
 
 }  // namespace jb::cuda

@@ -32,6 +32,10 @@
 //     expert call; negligible for long prefills (the GEMM is compute-bound at thousands of rows)
 //     and the reason decode never takes this path. The host reads the per-expert row counts
 //     (one device->host copy and stream sync per call), as cuBLAS needs host-side shapes.
+//     Two schedules of the same GEMMs (GemmSchedule): Lanes, per expert on concurrent streams,
+//     and Grouped, one cublasGemmGroupedBatchedEx call for every expert's gate/up and one for
+//     every expert's down (bf16 weights only). Both round at the same points (bf16 out of
+//     cuBLAS), so they agree up to cuBLAS's choice of kernel and accumulation order.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -89,6 +93,40 @@ enum class Int8Gemv { Auto, Fma, Mma };
 const char* int8_gemv_name(Int8Gemv v);
 Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 
+// How the Gemm path issues the experts' GEMMs (benchmarks and compare cases pin one; Auto takes
+// Lanes: on an H200 with CUDA 13.0's cuBLAS, Grouped ran the bf16 expert stage at 0.35 of one
+// cuBLAS GEMM of the total shape against 0.88 for 4 lanes, T = 4096, bench_moe 2026-11-29):
+//   Lanes    per expert with rows: gate/up GEMM, SwiGLU pass, down GEMM, the experts dealt to
+//            gemm_lanes concurrent streams (ExpertLane), largest first
+//   Grouped  one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over all rows,
+//            one grouped call for every expert's down, all on the caller's stream; bf16 weights
+//            only: int8 would need every touched expert's q converted to bf16 before the one
+//            call (up to the whole stack at 2 bytes per weight, the memory ExpertsInt8 exists to
+//            save), so int8 with Grouped pinned is Error{Unsupported} and Auto takes Lanes
+enum class GemmSchedule { Auto, Lanes, Grouped };
+const char* gemm_schedule_name(GemmSchedule s);
+GemmSchedule parse_gemm_schedule(const std::string& s);  // "auto" | "lanes" | "grouped"
+
+// Host-side arguments of one cublasGemmGroupedBatchedEx call: one group of size 1 per expert
+// with rows, column-major as in cuda/gemm.cu (rows of expert e are the n of its group).
+struct GroupedGemmArgs {
+  std::vector<cublasOperation_t> trans_a, trans_b;
+  std::vector<int> m, n, k, lda, ldb, ldc, group_size;
+  std::vector<float> alpha, beta;  // the scale type of CUBLAS_COMPUTE_32F, host pointer mode
+};
+
+// Scratch of the Grouped schedule, for every row of the call at once (grown, never shrunk).
+struct GroupedGemmScratch {
+  DeviceBuffer<bf16> gate_up;  // [total rows, 2I]
+  DeviceBuffer<bf16> act;      // [total rows, I]
+  GroupedGemmArgs gate_up_args, down_args;
+  // The A, B and C pointer arrays of both calls, groups entries each, in this order: gate/up A,
+  // B, C, then down A, B, C. cuBLAS reads them from device memory; the host copy is the source
+  // of the upload, kept here so it outlives the asynchronous copy.
+  std::vector<void*> host_ptrs;
+  DeviceBuffer<void*> ptrs;
+};
+
 // One concurrent stream of the Gemm path with its own cuBLAS handle and scratch (grown on
 // demand, never shrunk). Experts on different lanes overlap, so one expert GEMM's last partial
 // wave shares the GPU with the next expert's first.
@@ -122,10 +160,13 @@ struct ExpertsWorkspace {
   static constexpr int kDefaultGemmLanes = 4;
   std::vector<std::unique_ptr<ExpertLane>> lanes;
   std::vector<int32_t> host_offsets;
+  GemmSchedule gemm_schedule = GemmSchedule::Auto;
+  GroupedGemmScratch grouped;  // Grouped schedule (its cuBLAS handle is lane 0's)
 };
 
 // y_rows[r] = Expert_{e(r)}(x_rows[r]) (bf16 [total_rows, d]). Returns the variant that ran
-// ("gemv_bf16", "gemv_int8", "gemv_mma_f16_int8", "gemm_bf16", "gemm_int8"). Gemv requires
+// ("gemv_bf16", "gemv_int8", "gemv_mma_f16_int8", "gemm_bf16", "gemm_int8" (Lanes),
+// "gemm_bf16_grouped"). ws.gemm_schedule applies to the Gemm path only. Gemv requires
 // max_rows_per_expert <= kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers
 // (Error{Unsupported} otherwise when forced; Auto falls back to Gemm).
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,

@@ -319,15 +319,53 @@ TEST(CudaMoe, DecodeTakesGemvPath) {
   EXPECT_EQ(r.variant, "gemv_bf16");
 }
 
+// The Gemm path's schedule pinned: bf16 runs the grouped cuBLAS calls (and passes; the registry
+// cases above cover the shapes), int8 is refused with Unsupported, and Auto still takes the
+// lanes.
+TEST(CudaMoe, GemmScheduleVariants) {
+  SKIP_WITHOUT_GPU();
+  const std::string base = "MOE(T=64,d=128,I=256,E=16,k=2,renorm=0,route=rand,path=gemm,";
+  const std::pair<std::string, std::string> want[] = {
+      {"weights=bf16,sched=grouped", "gemm_bf16_grouped"},
+      {"weights=bf16,sched=lanes", "gemm_bf16"},
+      {"weights=bf16,sched=auto", "gemm_bf16"},
+      {"weights=int8,sched=auto", "gemm_int8"}};
+  for (const auto& [params, variant] : want) {
+    const jb::cmp::CaseResult r =
+        jb::cmp::run_case(op("MOE"), Case::parse(base + params + ",seed=4)"));
+    EXPECT_EQ(r.status, jb::cmp::Status::Pass) << params << ": " << r.reason;
+    EXPECT_EQ(r.variant, variant) << params;
+  }
+  const jb::cmp::CaseResult r =
+      jb::cmp::run_case(op("MOE"), Case::parse(base + "weights=int8,sched=grouped,seed=4)"));
+  EXPECT_EQ(r.status, jb::cmp::Status::Error);
+  EXPECT_NE(r.reason.find("grouped schedule takes bf16 weights only"), std::string::npos)
+      << r.reason;
+}
+
 // Host only: the experts' knobs round-trip through their names; an unknown name is a usage
 // error that lists every name.
 TEST(ExpertsKnobs, NamesParse) {
   using jb::cuda::ExpertsPath;
+  using jb::cuda::GemmSchedule;
   using jb::cuda::Int8Gemv;
   for (Int8Gemv v : {Int8Gemv::Auto, Int8Gemv::Fma, Int8Gemv::Mma})
     EXPECT_EQ(jb::cuda::parse_int8_gemv(jb::cuda::int8_gemv_name(v)), v);
   for (ExpertsPath p : {ExpertsPath::Auto, ExpertsPath::Gemv, ExpertsPath::Gemm})
     EXPECT_EQ(jb::cuda::parse_experts_path(jb::cuda::experts_path_name(p)), p);
+  for (GemmSchedule s : {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped})
+    EXPECT_EQ(jb::cuda::parse_gemm_schedule(jb::cuda::gemm_schedule_name(s)), s);
+  EXPECT_STREQ(jb::cuda::gemm_schedule_name(GemmSchedule::Grouped), "grouped");
+  EXPECT_EQ(jb::cuda::ExpertsWorkspace().gemm_schedule, GemmSchedule::Auto);
+  try {
+    jb::cuda::parse_gemm_schedule("lanes4");
+    FAIL() << "an unknown gemm schedule was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("unknown gemm schedule 'lanes4' (auto, lanes, grouped)"),
+              std::string::npos)
+        << e.what();
+  }
   try {
     jb::cuda::parse_int8_gemv("wgmma");
     FAIL() << "an unknown int8 gemv name was accepted";

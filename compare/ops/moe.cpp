@@ -71,6 +71,8 @@ struct MoeParams {
   std::string route = "rand";  // rand | one | skip | tie
   bool int8 = false;           // weights=int8
   cuda::ExpertsPath path = cuda::ExpertsPath::Auto;
+  // sched=auto|lanes|grouped: the Gemm path's schedule (cuda/experts.hpp GemmSchedule)
+  cuda::GemmSchedule sched = cuda::GemmSchedule::Auto;
   cuda::Int8Gemv gemv = cuda::Int8Gemv::Auto;  // gemv=auto|fma|mma (int8 weights)
   float x_std = 1.0f;                          // xstd= (MLP, EXPERT_INT8: x ~ N(0, xstd^2))
   int64_t sample = 0;                          // rows=S: compare S sampled rows (0: all)
@@ -92,6 +94,7 @@ MoeParams moe_params(const Case& c) {
   p.int8 = wt == "int8";
   p.path = cuda::parse_experts_path(get_s(c, "path", "auto"));
   p.gemv = cuda::parse_int8_gemv(get_s(c, "gemv", "auto"));
+  p.sched = cuda::parse_gemm_schedule(get_s(c, "sched", "auto"));
   p.x_std = c.has("xstd") ? static_cast<float>(c.getf("xstd")) : 1.0f;
   if (!(p.x_std > 0.0f) || !std::isfinite(p.x_std))
     fail(ErrorKind::Usage, "case " + c.str() + ": xstd must be a positive number");
@@ -541,6 +544,7 @@ Outputs moe_kernel(const Case& c, KernelRun& run) {
   layer.experts = experts->view;
   cuda::MoeWorkspace ws;
   ws.experts.int8_gemv = p.gemv;
+  ws.experts.gemm_schedule = p.sched;
   const std::vector<float> full = run_guarded_bf16(p.T, p.d, run, [&](cuda::bf16* out) {
     run.variant = cuda::moe_forward(layer, x.get(), p.T, out, ws, p.path);
   });
@@ -616,6 +620,7 @@ Outputs mlp_kernel_impl(const Case& c, KernelRun& run, bool int8, bool host_quan
   }
   cuda::MoeWorkspace ws;
   ws.experts.int8_gemv = p.gemv;
+  ws.experts.gemm_schedule = p.sched;
   const std::vector<float> full = run_guarded_bf16(p.T, p.d, run, [&](cuda::bf16* out) {
     run.variant = cuda::mlp_forward(de->view, x.get(), p.T, out, ws, p.path);
   });

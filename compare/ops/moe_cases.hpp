@@ -89,6 +89,20 @@ inline std::vector<Case> moe_cases() {
   for (int64_t T : {7, 16})
     v.push_back(moe_case(T, 128, 256, 16, 2, 0, "rand", "int8", "gemv").set("gemv", "mma"));
   v.push_back(moe_case(16, 128, 256, 16, 1, 0, "one", "int8", "gemv").set("gemv", "mma"));
+  // The Gemm path's grouped schedule pinned (sched=, cuda/experts.hpp GemmSchedule; bf16 only):
+  // experts without rows and odd row counts (T=7 over 16 experts), one expert with every
+  // token's top-1 (257 rows), an expert never selected, more rows per expert, and widths that
+  // are not multiples of 16.
+  const Case grouped[] = {moe_case(7, 128, 256, 16, 2, 0, "rand", "bf16", "gemm"),
+                          moe_case(257, 128, 256, 16, 1, 0, "one", "bf16", "gemm"),
+                          moe_case(257, 128, 256, 16, 2, 0, "one", "bf16", "gemm"),
+                          moe_case(64, 128, 256, 16, 2, 0, "skip", "bf16", "gemm"),
+                          moe_case(1024, 128, 256, 16, 2, 0, "rand", "bf16", "gemm"),
+                          moe_case(257, 200, 264, 8, 2, 0, "rand", "bf16", "gemm")};
+  for (const Case& c : grouped) v.push_back(Case(c).set("sched", "grouped"));
+  // I not a multiple of 8: the scalar SwiGLU pass of the Gemm path, in both schedules.
+  for (const char* sched : {"lanes", "grouped"})
+    v.push_back(moe_case(33, 64, 100, 8, 2, 0, "rand", "bf16", "gemm").set("sched", sched));
   // Reference-consistency case: the streaming reference (used for big cases) on a small case.
   v.push_back(moe_case(64, 128, 256, 16, 2, 0, "rand", "int8", "auto").set("ref", "stream"));
   // Jamba-v0.1 MoE layer: 4096 x 14336, 16 experts, top-2, no renormalisation.
@@ -99,6 +113,10 @@ inline std::vector<Case> moe_cases() {
       v.push_back(
           moe_case(T, 4096, 14336, 16, 2, 0, "rand", w, "auto").set("rows", "32").set("big", "1"));
   }
+  v.push_back(moe_case(1024, 4096, 14336, 16, 2, 0, "rand", "bf16", "gemm")
+                  .set("sched", "grouped")
+                  .set("rows", "32")
+                  .set("big", "1"));
   return v;
 }
 

@@ -1,10 +1,12 @@
 // Attention kernel benchmarks (performance-targets.md, attention rows): causal GQA prefill
-// TFLOP/s (2*2*H*L^2*hd/2 FLOPs) at B=1, H=32:8, hd=128, L = 2K/8K/32K for each mma variant,
+// TFLOP/s (2*2*H*L^2*hd/2 FLOPs) at B=1, H=32:8, hd=128, L = 2K/8K/32K for each tensor-core
+// variant (mma64, mma128, mma128r32, wgmma),
 // and split-KV decode KV GB/s (B*L*Hkv*hd*2*2 bytes / time) at B=1, L = 8K/32K/128K and B=16,
 // L=8K: Auto (rows attn_decode/.../L<L>, labelled with the kernel that ran) and each kernel
 // on its own (rows .../L<L>/fma and .../L<L>/mma; filter: 'attn_decode/.*/(fma|mma)/').
 // Ratios to the ceilings measured in the same run (bench/common/ceilings.hpp) and to torch
-// SDPA timed in the same run by tools/peer_sdpa.py (with --peer or JB_PEER=1).
+// SDPA timed in the same run by tools/peer_sdpa.py (with --peer or JB_PEER=1), once before our
+// rows and once after; the summary's ratio is against the faster of the two.
 //
 //   build-gpu/bench/bench_attention --peer --benchmark_min_time=0.5
 //
@@ -60,9 +62,12 @@ struct Peer {
   std::string why_not;
   nlohmann::json doc;
 };
-Peer& peer() {
-  static Peer p;
-  return p;
+// SDPA is timed twice, before our rows (its process has a cool GPU to itself) and after them
+// (the GPU as warm as at our last rows: at L = 32K both sit at the 700 W cap, where the SM
+// clock depends on temperature and recent load). Ratios are taken against the faster of the two.
+Peer& peer(int when = 0) {  // 0: before our rows, 1: after
+  static Peer p[2];
+  return p[when];
 }
 
 double prefill_flops(int L) {
@@ -193,8 +198,8 @@ std::string exe_dir() {
   return p.substr(0, p.find_last_of('/'));
 }
 
-void run_peer(const std::vector<int>& prefill_L, const std::vector<std::pair<int, int>>& dec) {
-  Peer& p = peer();
+void run_peer(const std::vector<int>& prefill_L, const std::vector<std::pair<int, int>>& dec,
+              Peer& p) {
   std::string script;
   const char* env_script = std::getenv("JB_PEER_SCRIPT");
   std::vector<std::string> candidates;
@@ -250,26 +255,38 @@ void run_peer(const std::vector<int>& prefill_L, const std::vector<std::pair<int
   p.ran = true;
 }
 
-double peer_prefill_ms(int L) {
-  if (!peer().ran) return 0;
-  for (const auto& e : peer().doc["prefill"])
-    if (e.value("L", 0) == L && e.contains("ms")) return e["ms"].get<double>();
+// One peer run's time for a shape (0: not run or not measured).
+double peer_ms_of(const Peer& p, const char* section, int B, int L) {
+  if (!p.ran) return 0;
+  for (const auto& e : p.doc[section])
+    if (e.value("L", 0) == L && (B == 0 || e.value("B", 0) == B) && e.contains("ms"))
+      return e["ms"].get<double>();
   return 0;
 }
 
+// The faster of the two peer runs (0 when neither measured the shape).
+double peer_best_ms(const char* section, int B, int L) {
+  const double a = peer_ms_of(peer(0), section, B, L), b = peer_ms_of(peer(1), section, B, L);
+  return a > 0 && b > 0 ? std::min(a, b) : std::max(a, b);
+}
+
+double peer_prefill_ms(int L) {
+  return peer_best_ms("prefill", 0, L);
+}
+
 double peer_decode_ms(int B, int L) {
-  if (!peer().ran) return 0;
-  for (const auto& e : peer().doc["decode"])
-    if (e.value("B", 0) == B && e.value("L", 0) == L && e.contains("ms"))
-      return e["ms"].get<double>();
-  return 0;
+  return peer_best_ms("decode", B, L);
 }
 
 void print_table(const std::vector<int>& prefill_L, const std::vector<std::pair<int, int>>& dec) {
   const auto& ceil = jb::bench::ceilings();
   std::printf("\nattention summary (%s; GEMM ceiling %.0f TFLOP/s, copy ceiling %.0f GB/s)\n",
               ceil.device.c_str(), ceil.gemm_tflops, ceil.copy_gbs());
-  if (!peer().ran) std::printf("peer: not run (%s)\n", peer().why_not.c_str());
+  for (int w = 0; w < 2; ++w)
+    if (!peer(w).ran)
+      std::printf("peer %s our rows: not run (%s)\n", w == 0 ? "before" : "after",
+                  peer(w).why_not.c_str());
+  std::printf("SDPA: the faster of its runs before and after our rows (both: lines 'SDPA ...')\n");
   std::printf("%-34s %12s %12s %8s  %s\n", "shape", "ours", "SDPA", "ratio", "target");
   for (int L : prefill_L) {
     // Best of our prefill variants at this length.
@@ -288,6 +305,12 @@ void print_table(const std::vector<int>& prefill_L, const std::vector<std::pair<
     std::snprintf(shape, sizeof shape, "prefill 32:8 hd128 L=%d (%s)", L, which.c_str());
     std::printf("%-34s %8.0f TF/s %7.0f TF/s %8.2f  %s\n", shape, ours, theirs,
                 theirs > 0 ? ours / theirs : 0.0, L >= 8192 ? ">= 1.0x SDPA" : "(report)");
+    const double before = peer_ms_of(peer(0), "prefill", 0, L);
+    const double after = peer_ms_of(peer(1), "prefill", 0, L);
+    if (before > 0 && after > 0)
+      std::printf("  SDPA before / after our rows: %.0f / %.0f TF/s\n",
+                  prefill_flops(L) / (before * 1e-3) / 1e12,
+                  prefill_flops(L) / (after * 1e-3) / 1e12);
   }
   for (const auto& [B, L] : dec) {
     const double pm = peer_decode_ms(B, L);
@@ -340,14 +363,14 @@ int main(int argc, char** argv) {
   const std::vector<int> prefill_L = {2048, 8192, 32768};
   const std::vector<std::pair<int, int>> dec = {{1, 8192}, {1, 32768}, {1, 131072}, {16, 8192}};
   if (want_peer)
-    run_peer(prefill_L, dec);  // before our runs: the peer's process owns the GPU alone
+    run_peer(prefill_L, dec, peer(0));  // before our runs: the peer's process owns the GPU alone
   else
-    peer().why_not = "pass --peer or set JB_PEER=1";
+    peer(0).why_not = peer(1).why_not = "pass --peer or set JB_PEER=1";
   jb::bench::add_ceilings_to_context(jb::bench::ceilings());
 
   for (int L : prefill_L)
     for (auto v : {jb::cuda::PrefillVariant::Mma64, jb::cuda::PrefillVariant::Mma128,
-                   jb::cuda::PrefillVariant::Mma128R32})
+                   jb::cuda::PrefillVariant::Mma128R32, jb::cuda::PrefillVariant::Wgmma})
       benchmark::RegisterBenchmark(("attn_prefill/H32:8/hd128/L" + std::to_string(L) + "/" +
                                     jb::cuda::prefill_variant_name(v))
                                        .c_str(),
@@ -367,6 +390,7 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMicrosecond);
     }
   benchmark::RunSpecifiedBenchmarks();
+  if (want_peer) run_peer(prefill_L, dec, peer(1));  // with the GPU as warm as our last rows
   print_table(prefill_L, dec);
   benchmark::Shutdown();
   return 0;

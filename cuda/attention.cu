@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/error.hpp"
+#include "cuda/attention_internal.cuh"
 #include "cuda/device_util.cuh"
 
 namespace jb::cuda {
@@ -1215,14 +1216,17 @@ const char* prefill_variant_name(PrefillVariant v) {
       return "mma128";
     case PrefillVariant::Mma128R32:
       return "mma128r32";
+    case PrefillVariant::Wgmma:
+      return "wgmma";
   }
   return "?";
 }
 
 PrefillVariant parse_prefill_variant(const std::string& s) {
   if (s.empty()) return PrefillVariant::Auto;
-  const PrefillVariant all[] = {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
-                                PrefillVariant::Mma128, PrefillVariant::Mma128R32};
+  const PrefillVariant all[] = {PrefillVariant::Auto,      PrefillVariant::Simple,
+                                PrefillVariant::Mma64,     PrefillVariant::Mma128,
+                                PrefillVariant::Mma128R32, PrefillVariant::Wgmma};
   return parse_by_name(s, all, prefill_variant_name, "prefill variant");
 }
 
@@ -1241,15 +1245,19 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
   check_aligned16(a.kv.v, 0, "attention_prefill v cache");
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(hd));
   if (v == PrefillVariant::Auto) {
-    // hd 128: 4 warps x 32 rows (half the ldmatrix bytes per mma) once there are >= 4 waves of
-    // its 128-row blocks (2 per SM); below that the last partial wave costs more than it saves,
-    // and 64-row blocks win. Measured on an H200 (32:8, 2026-11-29, TFLOP/s mma64 / mma128 /
-    // mma128r32): L = 2K (1.9 waves) 198 / 174 / 186; 8K 273 / 249 / 303; 32K 292 / 278 / 348.
-    // hd 64 keeps mma64 (mma128r32 at hd 64 has compare cases but was not timed).
+    // hd 128 on an H100 / H200: wgmma. Measured on an H200 (32:8, B = 1, 2026-11-29, TFLOP/s
+    // mma64 / mma128 / mma128r32 / wgmma): L = 2K 202 / 192 / 187 / 266; 8K 271 / 276 / 300 /
+    // 421; 32K 290 / 299 / 330 / 472. Elsewhere (no sm_90a code) hd 128 takes 4 warps x 32 rows
+    // once there are >= 4 waves of its 128-row blocks (2 per SM); below that the last partial
+    // wave costs more than it saves and 64-row blocks win. hd 64 keeps mma64 (mma128r32 at hd
+    // 64 has compare cases but was not timed).
     const int64_t blocks128 =
         static_cast<int64_t>(ceil_div(a.seqs.max_new, 128)) * a.num_heads * a.seqs.batch;
-    v = (hd == 128 && blocks128 >= 8 * sm_count()) ? PrefillVariant::Mma128R32
-                                                   : PrefillVariant::Mma64;
+    if (hd == 128 && attention_detail::prefill_wgmma_supported())
+      v = PrefillVariant::Wgmma;
+    else
+      v = (hd == 128 && blocks128 >= 8 * sm_count()) ? PrefillVariant::Mma128R32
+                                                     : PrefillVariant::Mma64;
   }
   switch (v) {
     case PrefillVariant::Simple:
@@ -1269,6 +1277,13 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
         launch_prefill_mma<128, 4, 2>(a, scale_log2, stream);
       else
         launch_prefill_mma<64, 4, 2>(a, scale_log2, stream);
+      break;
+    case PrefillVariant::Wgmma:
+      if (hd != 128 || !attention_detail::prefill_wgmma_supported())
+        fail(ErrorKind::Unsupported,
+             "attention_prefill: the wgmma variant needs head_dim 128 (got " + std::to_string(hd) +
+                 ") and a compute capability 9.0 GPU (H100 / H200)");
+      attention_detail::launch_prefill_wgmma(a, scale_log2, stream);
       break;
     default:
       if (hd == 128)

@@ -1,6 +1,7 @@
 // CUDA attention kernels (jamba-spec §2.3): causal GQA prefill over a batch of sequences of
-// different lengths (FlashAttention-2 style, tensor cores via mma.sync m16n8k16 bf16 with fp32
-// accumulation, online softmax in registers, no L x L matrix), split-KV decode (flash-decoding),
+// different lengths (FlashAttention-2 style, tensor cores via mma.sync m16n8k16 bf16 or, on
+// H100 / H200, warpgroup wgmma (cuda/attention_wgmma.cu), fp32 accumulation, online softmax in
+// registers, no L x L matrix), split-KV decode (flash-decoding),
 // and rotate-half RoPE for the baselines (jamba-spec §4.3; Jamba itself has no positional
 // encoding, §7 item 4).
 //
@@ -52,11 +53,12 @@ struct KvView {
 };
 
 enum class PrefillVariant {
-  Auto,       // hd 128 with >= 4 waves of 128-row blocks: mma128r32; otherwise mma64
+  Auto,       // hd 128: wgmma on CC 9.0, else mma128r32 at >= 4 waves of blocks; else mma64
   Simple,     // one warp per (query row, head), fp32 FMAs, P kept in fp32: the correctness anchor
   Mma64,      // 4 warps, 64 query rows per block
   Mma128,     // 8 warps, 128 query rows per block
   Mma128R32,  // 4 warps x 32 query rows (two m-tiles each), 128 rows per block
+  Wgmma,      // hd 128 only, compute capability 9.0 only (sm_90a wgmma): 2 warpgroups x 64 rows
 };
 const char* prefill_variant_name(PrefillVariant v);
 PrefillVariant parse_prefill_variant(const std::string& s);  // Error{Usage} if unknown
@@ -73,7 +75,7 @@ struct PrefillArgs {
 
 // Causal attention of every new token over its sequence's cache rows. head_dim 64 or 128
 // (Error{Unsupported} otherwise); any H / Hkv ratio that is an integer. Returns the name of the
-// variant that ran ("mma64", "mma128", "mma128r32", "simple").
+// variant that ran ("mma64", "mma128", "mma128r32", "wgmma", "simple").
 std::string attention_prefill(const PrefillArgs& a, PrefillVariant v = PrefillVariant::Auto,
                               cudaStream_t stream = nullptr);
 

@@ -215,8 +215,9 @@ TEST(AttentionDecodeVariant, NamesParseAndAuto) {
 // Host only: the prefill variant knob's names round-trip through parsing; "" is Auto.
 TEST(AttentionPrefillVariant, NamesParse) {
   using jb::cuda::PrefillVariant;
-  for (PrefillVariant v : {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64,
-                           PrefillVariant::Mma128, PrefillVariant::Mma128R32})
+  for (PrefillVariant v :
+       {PrefillVariant::Auto, PrefillVariant::Simple, PrefillVariant::Mma64, PrefillVariant::Mma128,
+        PrefillVariant::Mma128R32, PrefillVariant::Wgmma})
     EXPECT_EQ(jb::cuda::parse_prefill_variant(jb::cuda::prefill_variant_name(v)), v);
   EXPECT_EQ(jb::cuda::parse_prefill_variant(""), PrefillVariant::Auto);
   try {

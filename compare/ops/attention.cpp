@@ -14,8 +14,8 @@
 //                     more than 256 new tokens, spread evenly and including the first and the
 //                     last 16 rows (a full double-precision reference at L=32K, H=32 would be
 //                     ~4 TFLOP on the CPU). The cache rows compared are the same rows.
-//   variant=          prefill kernel variant (auto, simple, mma64, mma128, mma128r32); decode
-//                     kernel variant (auto, fma, mma); splits= (decode: requested split count)
+//   variant=          prefill kernel variant (auto, simple, mma64, mma128, mma128r32, wgmma);
+//                     decode kernel variant (auto, fma, mma); splits= (decode: split count)
 //   big=1             excluded by --quick (CPU reference and input generation take seconds)
 //
 // Inputs: q, k, v ~ N(0, 1) (q ~ N(0, qscale)), bf16-rounded, from core/rng.hpp keyed by

@@ -85,6 +85,32 @@ inline std::vector<Case> prefill_cases() {
        {"L", "8192"},
        {"rows", "sampled"},
        {"variant", "mma128r32"}});
+  // wgmma (hd 128, compute capability 9.0): the length grid around its 128-row blocks and 64-key
+  // tiles, GQA 4:1 and 1:1, a cache before the new tokens, varlen, a sharp softmax, 2K and 8K.
+  for (const char* L : {"1", "17", "64", "65", "127", "128", "129", "1000"})
+    add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", L}, {"variant", "wgmma"}});
+  add({{"H", "4"}, {"Hkv", "1"}, {"hd", "128"}, {"L", "200"}, {"past", "5"}, {"variant", "wgmma"}});
+  add({{"H", "32"}, {"Hkv", "32"}, {"hd", "128"}, {"L", "129"}, {"variant", "wgmma"}});
+  add({{"H", "8"}, {"Hkv", "2"}, {"hd", "128"}, {"lens", "5+129+1000"}, {"variant", "wgmma"}});
+  add({{"H", "8"},
+       {"Hkv", "2"},
+       {"hd", "128"},
+       {"lens", "1+64+300"},
+       {"past", "100+0+2000"},
+       {"variant", "wgmma"}});
+  add({{"H", "4"},
+       {"Hkv", "1"},
+       {"hd", "128"},
+       {"L", "1000"},
+       {"qscale", "4"},
+       {"variant", "wgmma"}});
+  for (const char* L : {"2049", "8192"})
+    add({{"H", "32"},
+         {"Hkv", "8"},
+         {"hd", "128"},
+         {"L", L},
+         {"rows", "sampled"},
+         {"variant", "wgmma"}});
   return v;
 }
 

@@ -1,0 +1,346 @@
+// Causal GQA prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a), head_dim 128: the
+// PrefillVariant::Wgmma kernel (contract and numerics: cuda/attention.hpp, the same as the mma
+// variants: fp32 scores and statistics, P rounded to bf16 for P V, one bf16 rounding at the end).
+//
+// Why: the mma.sync kernels (cuda/attention.cu) load every K and V fragment from shared memory
+// into registers with ldmatrix, once per warp; at 16 query rows per warp that is 4 clocks of
+// shared-memory bandwidth per mma.m16n8k16, and 32 rows per warp (mma128r32) needs ~230
+// registers for O and S and still 2.5 clocks. wgmma reads B (K, V) straight from shared memory
+// once for the 64 rows of a warpgroup, asynchronously, and A (Q) from shared memory too; P is
+// the A operand from registers, in exactly the layout of the S accumulators (no shuffles).
+//
+// Block: 2 warpgroups (256 threads), 64 query rows each (128 per block) of one head of one
+// sequence; K/V tiles of 64 keys, two cp.async stages shared by both warpgroups. Per warpgroup
+// and tile: S (64 x 64, fp32, 32 registers per thread) = 8 wgmma m64n64k16 (Q and K from
+// shared memory); mask, online softmax (the mma kernels' code: running max kept scaled, one
+// FFMA and ex2.approx per element, O rescaled only when a row max moved); O (64 x 128, 64
+// registers) += 4 wgmma m64n128k16 (P from registers, V from shared memory, N-major).
+//
+// Shared memory: Q [2][128 rows][128 B], each K and V stage [2][64][128 B]: a row's 256 bytes
+// split into two 128-byte halves (64 columns), each half of 8 consecutive rows one 1024-byte
+// swizzle atom, 16-byte chunk c of row r stored at chunk c ^ (r & 7) (the 128-byte swizzle the
+// descriptors name; atoms 1024-byte aligned). Descriptors (PTX ISA, "matrix descriptor"):
+// start address, leading byte offset (LBO), stride byte offset (SBO), swizzle mode 1 (128 B).
+//   Q, K (K-major, the contraction over hd contiguous): SBO = 1024 (next 8 rows), LBO unused;
+//     k-step kk (16 columns, 32 bytes) starts at half kk / 4, byte (kk % 4) * 32.
+//   V (N-major for P V: the 128 output columns contiguous): LBO = 64 rows * 128 B (the next
+//     64 columns, the other half), SBO = 1024 (next 8 keys); k-step kk (16 keys) at kk * 2048.
+// Ordering: each thread's cp.async data, landed, is made visible to the async proxy (which
+// wgmma reads through) by fence.proxy.async before the block barrier.
+//
+// Measured on an H200 (2026-11-29, 32:8, B = 1, bench_attention): 266 / 421 / 472 TFLOP/s at
+// L = 2K / 8K / 32K, 1.47 / 1.35 / 1.38x torch SDPA in the same run (mma128r32: 187 / 300 /
+// 330). 128 registers (the 2-blocks-per-SM bound; 12 bytes spilled), 2 x 96 KB of shared
+// memory per SM. Not done (FlashAttention-3's further steps): the next tile's S issued before
+// this tile's softmax (a second S buffer), warp-specialised producers with TMA copies, and
+// explicit ping-pong between the two warpgroups; each warpgroup here waits on its own wgmma.
+#include <cmath>
+#include <cstdint>
+
+#include "core/error.hpp"
+#include "cuda/attention_internal.cuh"
+#include "cuda/device_util.cuh"
+
+namespace jb::cuda::attention_detail {
+namespace {
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define JB_HAVE_WGMMA 1
+#else
+#define JB_HAVE_WGMMA 0
+#endif
+
+constexpr int kHd = 128;
+static_assert(kHd % 64 == 0, "rows split into 64-column swizzle atoms");
+constexpr int kWarpgroups = 2;
+constexpr int kThreads = 128 * kWarpgroups;
+constexpr int kBM = 64 * kWarpgroups;  // query rows per block
+constexpr int kBN = 64;                // keys per tile
+constexpr int kHalfBytes = 128;        // 64 bf16 columns: one swizzle atom's row
+constexpr int kQBytes = 2 * kBM * kHalfBytes;
+constexpr int kTileBytes = 2 * kBN * kHalfBytes;
+constexpr int kSmemBytes = kQBytes + 4 * kTileBytes;  // Q + 2 stages x (K + V): 96 KB
+#if JB_HAVE_WGMMA
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Byte offset of 16-byte chunk c (0..15) of row r in a [2][ROWS][128 B] swizzled tile.
+template <int ROWS>
+__device__ __forceinline__ uint32_t sw128(int r, int c) {
+  return (c >> 3) * (ROWS * kHalfBytes) + r * kHalfBytes + (((c & 7) ^ (r & 7)) << 4);
+}
+
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t((lbo >> 4) & 0x3FFFu) << 16) |
+         (uint64_t((sbo >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// D (64 x 64, fp32) = A (64 x 16, shared) * B (16 x 64, shared, K-major) [+ D if accumulate].
+__device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                                   int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// D (64 x 128, fp32) += A (64 x 16, registers: the mma.m16n8k16 A fragment of each warp's 16
+// rows) * B (16 x 128, shared, N-major: imm-trans-b = 1).
+__device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uint32_t (&a)[4],
+                                                       uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
+      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+      "%56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+        "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
+#endif
+
+__global__ void __launch_bounds__(kThreads, 2)
+    prefill_wgmma_kernel(const PrefillArgs a, const float scale_log2) {
+#if JB_HAVE_WGMMA
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const uint32_t sQ = dev::smem_addr(smem);
+  const uint32_t sKV = sQ + kQBytes;  // stage s: K at sKV + 2 s kTileBytes, V kTileBytes after
+
+  const int s = blockIdx.z;
+  const int h = blockIdx.y;
+  // Heaviest (latest) query tiles first: causal work grows with the tile index.
+  const int m0 = (gridDim.x - 1 - blockIdx.x) * kBM;
+  const int q_begin = a.seqs.cu_new[s];
+  const int new_len = a.seqs.cu_new[s + 1] - q_begin;
+  if (m0 >= new_len) return;
+  const int past = a.seqs.past_len[s];
+  const int kv_len = past + new_len;
+  const int kvh = h / (a.num_heads / a.kv.num_kv_heads);
+  const int64_t slab = (static_cast<int64_t>(s) * a.kv.num_kv_heads + kvh) * a.kv.max_tokens * kHd;
+  const bf16* kbase = a.kv.k + slab;
+  const bf16* vbase = a.kv.v + slab;
+  const int kv_end = min(kv_len, past + m0 + kBM);  // keys any row of the block may see
+  const int n_tiles = (kv_end + kBN - 1) / kBN;
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int wg = tid >> 7;        // warpgroup
+  const int wq = (tid >> 5) & 3;  // warp within the warpgroup
+  // Copies: chunk tid % 16 of rows tid / 16 + 16 i; all of a thread's rows share r & 7.
+  const int cp_c = tid & 15, cp_r = tid >> 4;
+
+#pragma unroll
+  for (int i = 0; i < kBM / 16; ++i) {
+    const int r = cp_r + 16 * i;
+    const bool valid = m0 + r < new_len;
+    const bf16* src =
+        valid ? a.q + static_cast<int64_t>(q_begin + m0 + r) * a.q_stride + h * kHd + cp_c * 8
+              : a.q;
+    dev::cp_async16(sQ + sw128<kBM>(r, cp_c), src, valid);
+  }
+  dev::cp_async_commit();
+
+  auto load_kv = [&](int tile, int stage) {
+    const int n0 = tile * kBN;
+    const uint32_t dk = sKV + stage * 2 * kTileBytes, dv = dk + kTileBytes;
+#pragma unroll
+    for (int i = 0; i < kBN / 16; ++i) {
+      const int r = cp_r + 16 * i;
+      const bool valid = n0 + r < kv_len;
+      const int64_t off = static_cast<int64_t>(n0 + r) * kHd + cp_c * 8;
+      dev::cp_async16(dk + sw128<kBN>(r, cp_c), valid ? kbase + off : kbase, valid);
+      dev::cp_async16(dv + sw128<kBN>(r, cp_c), valid ? vbase + off : vbase, valid);
+    }
+    dev::cp_async_commit();
+  };
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY};  // running row max, scaled into the log2 domain
+  float l_run[2] = {0.f, 0.f};              // per-thread partial row sums (quad-reduced at the end)
+  const int row0 = m0 + wg * 64 + wq * 16 + (lane >> 2);  // this thread's rows: row0, row0 + 8
+  const int qpos0 = past + row0;
+  const int wg_first = past + m0 + wg * 64;  // positions of the warpgroup's first and last rows
+  const int wg_last = wg_first + 63;
+
+  load_kv(0, 0);
+  for (int it = 0; it < n_tiles; ++it) {
+    if (it + 1 < n_tiles) {
+      load_kv(it + 1, (it + 1) & 1);
+      dev::cp_async_wait<1>();
+    } else {
+      dev::cp_async_wait<0>();
+    }
+    fence_proxy_async();
+    __syncthreads();
+    const int n0 = it * kBN;
+    // A warpgroup whose rows all precede the tile's first key sees none of it (see the mma
+    // kernels): it skips the tile.
+    if (n0 <= wg_last) {
+      const uint32_t sK = sKV + (it & 1) * 2 * kTileBytes, sV = sK + kTileBytes;
+      float sc[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) sc[i] = 0.f;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kHd / 16; ++kk) {
+        const uint32_t qa =
+            sQ + (kk >> 2) * (kBM * kHalfBytes) + wg * 64 * kHalfBytes + (kk & 3) * 32;
+        const uint32_t kb = sK + (kk >> 2) * (kBN * kHalfBytes) + (kk & 3) * 32;
+        wgmma_m64n64k16_ss(sc, desc_sw128(qa, 16, 1024), desc_sw128(kb, 16, 1024), kk > 0);
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+
+      // S element i: n8 block j = i / 4 (keys n0 + 8j + 2 (lane % 4) + (i & 1)), row qpos0 +
+      // 8 ((i >> 1) & 1). Mask only tiles that cross the warpgroup's diagonal or the cache end.
+      if ((n0 + kBN - 1 > wg_first) || (n0 + kBN > kv_len)) {
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+          const int key = n0 + (i >> 2) * 8 + 2 * (lane & 3) + (i & 1);
+          const int qpos = qpos0 + ((i >> 1) & 1) * 8;
+          if (key > qpos || key >= kv_len) sc[i] = -INFINITY;
+        }
+      }
+
+      float alpha[2];
+      bool moved = false;
+#pragma unroll
+      for (int ri = 0; ri < 2; ++ri) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j)
+          mx = fmaxf(mx, fmaxf(sc[4 * j + 2 * ri], sc[4 * j + 2 * ri + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
+        const float m_new = fmaxf(m_run[ri], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet
+        moved |= m_new != m_run[ri];
+        alpha[ri] = dev::ex2_approx(m_run[ri] - m_use);
+        m_run[ri] = m_new;
+        float rs = 0.f;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) {
+          const float p0 = dev::ex2_approx(fmaf(sc[4 * j + 2 * ri], scale_log2, -m_use));
+          const float p1 = dev::ex2_approx(fmaf(sc[4 * j + 2 * ri + 1], scale_log2, -m_use));
+          sc[4 * j + 2 * ri] = p0;
+          sc[4 * j + 2 * ri + 1] = p1;
+          rs += p0 + p1;
+        }
+        l_run[ri] = l_run[ri] * alpha[ri] + rs;
+      }
+      if (__any_sync(kFullMask, moved)) {
+#pragma unroll
+        for (int d = 0; d < kHd / 8; ++d) {
+          o[4 * d + 0] *= alpha[0];
+          o[4 * d + 1] *= alpha[0];
+          o[4 * d + 2] *= alpha[1];
+          o[4 * d + 3] *= alpha[1];
+        }
+      }
+
+      // P as the A operand of k-step kk (keys 16 kk ..): S blocks 2 kk and 2 kk + 1.
+      uint32_t pa[kBN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        pa[kk][0] = pack_bf16x2(sc[8 * kk + 0], sc[8 * kk + 1]);
+        pa[kk][1] = pack_bf16x2(sc[8 * kk + 2], sc[8 * kk + 3]);
+        pa[kk][2] = pack_bf16x2(sc[8 * kk + 4], sc[8 * kk + 5]);
+        pa[kk][3] = pack_bf16x2(sc[8 * kk + 6], sc[8 * kk + 7]);
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk)
+        wgmma_m64n128k16_rs_tb(o, pa[kk],
+                               desc_sw128(sV + kk * 16 * kHalfBytes, kBN * kHalfBytes, 1024));
+      wgmma_commit();
+      wgmma_wait_all();
+    }
+    __syncthreads();  // the next iteration's copy overwrites this stage
+  }
+
+#pragma unroll
+  for (int ri = 0; ri < 2; ++ri) {
+    float l = l_run[ri];
+    l += __shfl_xor_sync(kFullMask, l, 1);
+    l += __shfl_xor_sync(kFullMask, l, 2);
+    const float inv = 1.f / l;
+    const int row = row0 + ri * 8;
+    if (row < new_len) {
+      bf16* dst =
+          a.out + static_cast<int64_t>(q_begin + row) * a.out_stride + h * kHd + 2 * (lane & 3);
+#pragma unroll
+      for (int d = 0; d < kHd / 8; ++d)
+        *reinterpret_cast<uint32_t*>(dst + d * 8) =
+            pack_bf16x2(o[4 * d + 2 * ri] * inv, o[4 * d + 2 * ri + 1] * inv);
+    }
+  }
+#else
+  __trap();  // compute_90 PTX (no wgmma): prefill_wgmma_supported() keeps launches away
+#endif
+}
+
+}  // namespace
+
+bool prefill_wgmma_supported() {
+  static const bool ok = [] {
+    int dev = 0, major = 0, minor = 0;
+    JB_CUDA(cudaGetDevice(&dev));
+    JB_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    JB_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0;
+  }();
+  return ok;
+}
+
+void launch_prefill_wgmma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {
+  static const bool smem_set = [] {
+    JB_CUDA(cudaFuncSetAttribute(prefill_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 kSmemBytes));
+    return true;
+  }();
+  (void)smem_set;
+  const dim3 grid((a.seqs.max_new + kBM - 1) / kBM, a.num_heads, a.seqs.batch);
+  prefill_wgmma_kernel<<<grid, kThreads, kSmemBytes, stream>>>(a, scale_log2);
+  JB_LAUNCH("prefill_wgmma_kernel");
+}
+
+}  // namespace jb::cuda::attention_detail

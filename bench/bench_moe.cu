@@ -34,6 +34,19 @@
 //       stream sync per call). H200, 2026-11-29, 4 lanes, T = 4096 / 8192: x_cublas 0.88 / 0.93
 //       for the expert stage against 0.85 / 0.90 for the whole block (same run): the router,
 //       permutation, gather and combine cost ~3.5% at T = 4096.
+//   BM_MoeStages/T                   the four kernels around the experts, each alone, on the
+//       routing of T = 1024 / 4096 / 8192 tokens computed once (bf16 layer): router_topk,
+//       moe_permute, gather_rows, moe_combine, every call on the same inputs and outputs.
+//       kStageCalls calls of one stage are captured as a CUDA graph and replayed between an event
+//       pair (per-call time: the kernel plus the graph's launch gap, no host launch latency), the
+//       four stages in turn within one iteration. Counters: router_us, permute_us, gather_us,
+//       combine_us (medians over iterations), sum_us (the sum of the four medians; the row's
+//       time is the per-iteration sum), gather_GB/s and combine_GB/s (row bytes read + written,
+//       the copy ceiling's convention: 2 d per gathered row, (k + 1) d per combined token, 2 bytes
+//       each) and their x_copy ratios. Inputs stay in the 50 MB L2 between calls for the smaller
+//       T (x is 8 MB at T = 1024), so x_copy can pass 1 there. The Gemm path's host read of the
+//       row counts is not in any stage: it is the rest of the gap between BM_MoePrefill and
+//       BM_ExpertsPrefill.
 //
 // Timing: CUDA events around each call (UseManualTime), warm-up first, median reported in the
 // counters. Weights and activations are random (fill_normal), never zeros (METHOD.md). The
@@ -42,6 +55,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -314,6 +328,84 @@ void BM_ExpertsPrefill(benchmark::State& state, PrefillSchedule sched) {
   time_against_cublas(state, call, ref, r.st.s);
 }
 
+// Calls of one stage per captured graph in BM_MoeStages: the per-call time of a few-microsecond
+// kernel then does not hinge on one event pair's resolution.
+constexpr int kStageCalls = 20;
+
+void BM_MoeStages(benchmark::State& state) {
+  JambaMoe& j = jamba();
+  const int64_t T = state.range(0), rows = T * kTopK;
+  // Routing, permutation, gathered rows and expert outputs once (whole block, Gemm path); every
+  // stage below then rewrites its own outputs with the same values.
+  RoutedSetup r(false, T, jb::cuda::ExpertsPath::Auto);
+  jb::cuda::MoeWorkspace& ws = r.ws;
+  const cudaStream_t s = r.st.s;
+  jb::cuda::MoePermutation perm;
+  perm.offsets = ws.offsets.get();
+  perm.active = ws.active.get();
+  perm.num_active = ws.num_active.get();
+  perm.perm_token = ws.perm_token.get();
+  perm.slot_row = ws.slot_row.get();
+  const char* names[] = {"router_us", "permute_us", "gather_us", "combine_us"};
+  const std::function<void()> stages[] = {
+      [&] {
+        jb::cuda::router_topk(j.x.get(), r.layer.router, T, kD, kE, kTopK, r.layer.renormalize,
+                              ws.topk_ids.get(), ws.topk_w.get(), s);
+      },
+      [&] { jb::cuda::moe_permute(ws.topk_ids.get(), T, kTopK, kE, perm, s); },
+      [&] { jb::cuda::gather_rows(j.x.get(), ws.perm_token.get(), rows, kD, ws.x_rows.get(), s); },
+      [&] {
+        jb::cuda::moe_combine(ws.y_rows.get(), ws.topk_ids.get(), ws.topk_w.get(),
+                              ws.slot_row.get(), T, kTopK, kD, j.out.get(), s);
+      }};
+  constexpr int kStages = 4;
+  std::vector<std::unique_ptr<CapturedGraph>> graphs;
+  std::vector<std::unique_ptr<jb::bench::EventTimer>> timers;
+  for (const std::function<void()>& stage : stages) {
+    graphs.push_back(std::make_unique<CapturedGraph>(
+        s,
+        [&stage] {
+          for (int i = 0; i < kStageCalls; ++i) stage();
+        },
+        cudaStreamCaptureModeThreadLocal));
+    timers.push_back(std::make_unique<jb::bench::EventTimer>(s));
+  }
+  for (const auto& g : graphs) g->launch(s);  // warm-up
+  JB_CUDA(cudaStreamSynchronize(s));
+  std::vector<double> secs[kStages];
+  jb::GpuMonitor& monitor = jb::bench::gpu_monitor();
+  monitor.start();
+  for (auto _ : state) {
+    for (int k = 0; k < kStages; ++k) {
+      timers[k]->start();
+      graphs[k]->launch(s);
+      timers[k]->stop();
+    }
+    double iteration = 0;
+    for (int k = 0; k < kStages; ++k) {
+      secs[k].push_back(timers[k]->elapsed_ms() * 1e-3 / kStageCalls);
+      iteration += secs[k].back();
+    }
+    state.SetIterationTime(iteration);
+  }
+  jb::bench::add_gpu_conditions(state, monitor.stop());
+  double med[kStages], sum = 0;
+  for (int k = 0; k < kStages; ++k) {
+    med[k] = jb::bench::median(secs[k]);
+    sum += med[k];
+    state.counters[names[k]] = med[k] * 1e6;
+  }
+  state.counters["sum_us"] = sum * 1e6;
+  const double row_bytes = double(kD) * sizeof(bf16);
+  const double gather_gbs = med[2] > 0 ? 2.0 * rows * row_bytes / med[2] / 1e9 : 0;
+  const double combine_gbs = med[3] > 0 ? (kTopK + 1.0) * T * row_bytes / med[3] / 1e9 : 0;
+  const double copy = jb::bench::ceilings().copy_gbs();
+  state.counters["gather_GB/s"] = gather_gbs;
+  state.counters["combine_GB/s"] = combine_gbs;
+  state.counters["gather_x_copy"] = copy > 0 ? gather_gbs / copy : 0;
+  state.counters["combine_x_copy"] = copy > 0 ? combine_gbs / copy : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -391,6 +483,15 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Iterations(20)
         ->Unit(benchmark::kMillisecond);
+  // The kernels around the experts, stage by stage (bf16 layer).
+  benchmark::RegisterBenchmark("BM_MoeStages", BM_MoeStages)
+      ->ArgName("T")
+      ->Arg(1024)
+      ->Arg(4096)
+      ->Arg(8192)
+      ->UseManualTime()
+      ->Iterations(100)
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -8,8 +8,16 @@ namespace jb::cuda {
 namespace {
 
 constexpr int kRouterThreads = 128;
-constexpr int kPermuteThreads = 128;
 constexpr int kRowThreads = 128;
+
+// Tiled router (vectorised path): a warp owns kRouterTileExperts experts x TT tokens, a block at
+// most kRouterTileWarps warps and kRouterTileMaxTokens tokens.
+constexpr int kRouterTileExperts = 4;
+constexpr int kRouterTileWarps = 8;
+constexpr int kRouterTileMaxTokens = 64;
+// Permutation: one block of up to 32 warps; ids are loaded kPermuteBatch steps ahead.
+constexpr int kPermuteMaxWarps = 32;
+constexpr int kPermuteBatch = 4;
 
 __device__ __forceinline__ float bits_lo(uint32_t w) {
   return __uint_as_float(w << 16);
@@ -18,52 +26,22 @@ __device__ __forceinline__ float bits_hi(uint32_t w) {
   return __uint_as_float(w & 0xffff0000u);
 }
 
-// One block per token. Warp w computes logits of experts w, w + 4, ...: lane-strided fp32 FMA in
-// a fixed order and a butterfly reduction (deterministic), rounded to bf16 like HF's bf16 router
-// Linear. Thread 0 then does the softmax over all E in fp32 and the top-k exactly as
-// reference/moe.cpp: max-subtracted exp, sum in expert order, divide; repeatedly take the
-// largest p, the lower index winning ties (a strict > scan in ascending index).
-template <bool kVec8>
-__global__ void __launch_bounds__(kRouterThreads)
-    router_topk_kernel(const bf16* __restrict__ x, const bf16* __restrict__ router, int64_t d,
-                       int num_experts, int top_k, bool renormalize, int32_t* __restrict__ ids,
-                       float* __restrict__ weights) {
-  __shared__ float logits[kMaxExperts];
-  const int64_t t = blockIdx.x;
-  const bf16* xt = x + t * d;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int e = warp; e < num_experts; e += kRouterThreads / 32) {
-    const bf16* re = router + int64_t(e) * d;
-    float acc = 0.0f;
-    if (kVec8) {
-      for (int64_t c = int64_t(lane) * 8; c < d; c += 32 * 8) {
-        const uint4 a = __ldg(reinterpret_cast<const uint4*>(xt + c));
-        const uint4 b = __ldg(reinterpret_cast<const uint4*>(re + c));
-        const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          acc = fmaf(bits_lo(wa[k]), bits_lo(wb[k]), acc);
-          acc = fmaf(bits_hi(wa[k]), bits_hi(wb[k]), acc);
-        }
-      }
-    } else {
-      for (int64_t c = lane; c < d; c += 32)
-        acc = fmaf(__bfloat162float(xt[c]), __bfloat162float(re[c]), acc);
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (lane == 0) logits[e] = __bfloat162float(__float2bfloat16_rn(acc));
-  }
-  __syncthreads();
-  if (threadIdx.x != 0) return;
-  float mx = logits[0];
-  for (int e = 1; e < num_experts; ++e) mx = (mx < logits[e]) ? logits[e] : mx;  // std::max
+// Softmax over all E in fp32 and the top-k of one token, exactly as reference/moe.cpp:
+// max-subtracted exp, sum in expert order, divide; repeatedly take the largest p, the lower index
+// winning ties (a strict > scan in ascending index). p holds the token's bf16-rounded logits and
+// is overwritten with the probabilities; ids / weights point at the token's k slots. Both router
+// kernels call this one function, so their per-token arithmetic cannot drift apart.
+__device__ __forceinline__ void softmax_topk(float* p, int num_experts, int top_k, bool renormalize,
+                                             int32_t* __restrict__ ids,
+                                             float* __restrict__ weights) {
+  float mx = p[0];
+  for (int e = 1; e < num_experts; ++e) mx = (mx < p[e]) ? p[e] : mx;  // std::max
   float sum = 0.0f;
   for (int e = 0; e < num_experts; ++e) {
-    logits[e] = expf(logits[e] - mx);  // now holds the unnormalised p
-    sum += logits[e];
+    p[e] = expf(p[e] - mx);  // now holds the unnormalised p
+    sum += p[e];
   }
-  for (int e = 0; e < num_experts; ++e) logits[e] = __fdiv_rn(logits[e], sum);
+  for (int e = 0; e < num_experts; ++e) p[e] = __fdiv_rn(p[e], sum);
   uint64_t taken = 0;
   float w[kMaxTopK];
   int id[kMaxTopK];
@@ -73,11 +51,11 @@ __global__ void __launch_bounds__(kRouterThreads)
     int best = -1;
     for (int e = 0; e < num_experts; ++e) {
       if ((taken >> e) & 1ull) continue;
-      if (best < 0 || logits[e] > logits[best]) best = e;
+      if (best < 0 || p[e] > p[best]) best = e;
     }
     taken |= 1ull << best;
     id[r] = best;
-    w[r] = logits[best];
+    w[r] = p[best];
   }
   if (renormalize) {  // Mixtral only (jamba-spec §7 item 1)
     float s = 0.0f;
@@ -91,74 +69,273 @@ __global__ void __launch_bounds__(kRouterThreads)
 #pragma unroll
   for (int r = 0; r < kMaxTopK; ++r)
     if (r < top_k) {
-      ids[t * top_k + r] = id[r];
-      weights[t * top_k + r] = __bfloat162float(__float2bfloat16_rn(w[r]));  // .to(bf16)
+      ids[r] = id[r];
+      weights[r] = __bfloat162float(__float2bfloat16_rn(w[r]));  // .to(bf16)
     }
 }
 
-// Single-block counting sort of the T*k (token, expert) pairs. Thread i owns the token chunk
-// [i*chunk, (i+1)*chunk). cnt[e * kPermuteThreads + i] counts thread i's pairs for expert e; an
-// exclusive scan over cnt in (expert, thread) order gives each (expert, thread) its first row, so
-// rows of an expert come out in ascending token order. Integer arithmetic only: deterministic.
-__global__ void __launch_bounds__(kPermuteThreads)
-    permute_kernel(const int32_t* __restrict__ ids, int64_t tokens, int top_k, int num_experts,
+// Scalar router (d not a multiple of 8, or rows not 16-byte aligned): one block per token. Warp w
+// computes logits of experts w, w + 4, ...: lane-strided fp32 FMA in a fixed order and a
+// butterfly reduction (deterministic), rounded to bf16 like HF's bf16 router Linear. Thread 0
+// then does the softmax and top-k.
+__global__ void __launch_bounds__(kRouterThreads)
+    router_topk_scalar_kernel(const bf16* __restrict__ x, const bf16* __restrict__ router,
+                              int64_t d, int num_experts, int top_k, bool renormalize,
+                              int32_t* __restrict__ ids, float* __restrict__ weights) {
+  __shared__ float logits[kMaxExperts];
+  const int64_t t = blockIdx.x;
+  const bf16* xt = x + t * d;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int e = warp; e < num_experts; e += kRouterThreads / 32) {
+    const bf16* re = router + int64_t(e) * d;
+    float acc = 0.0f;
+    for (int64_t c = lane; c < d; c += 32)
+      acc = fmaf(__bfloat162float(xt[c]), __bfloat162float(re[c]), acc);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) logits[e] = __bfloat162float(__float2bfloat16_rn(acc));
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  softmax_topk(logits, num_experts, top_k, renormalize, ids + t * top_k, weights + t * top_k);
+}
+
+__device__ __forceinline__ void load_words(const bf16* p, uint32_t (&w)[4]) {
+  const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+  w[0] = v.x;
+  w[1] = v.y;
+  w[2] = v.z;
+  w[3] = v.w;
+}
+
+// Vectorised router (d a multiple of 8, 16-byte aligned rows). A block covers token_groups * TT
+// tokens and every expert. Warp (tg, slot) computes the logits of tokens tg*TT .. tg*TT + TT - 1
+// against expert groups slot, slot + slots, ... (kRouterTileExperts experts each) as TT x 4 fp32
+// accumulators per lane, so each 16-byte router chunk a lane loads serves TT tokens and each x
+// chunk 4 experts. One block per token (the old vectorised kernel) streamed the whole router
+// matrix (E * d * 2 bytes, 128 KB at Jamba width) from L2 once per token, 512 MB at T = 4096,
+// and unpacked both bf16 operands of every FMA; here the router is streamed once per block of
+// token_groups * TT tokens (16 at E = 16, TT = 8) and an unpacked operand feeds 4 or TT FMAs.
+// Same bits: every (token, expert) accumulator still sees the old sequence exactly. Lane l
+// starts from 0 and adds the chunks c = 8l + 256m in ascending m, within a chunk the words in
+// order, low half then high half, as fmaf(x, router, acc); then the xor butterfly 16, 8, 4, 2, 1
+// and one bf16 rounding. Tokens past T and experts past E are clamped to the last one (their
+// results are dropped), so the inner loop has no predication.
+// After the barrier thread i does the softmax / top-k of the block's token i, so those serial
+// scans of different tokens run in parallel instead of on one thread per token-block.
+template <int TT>
+__global__ void __launch_bounds__(kRouterTileWarps * 32)
+    router_topk_tiled_kernel(const bf16* __restrict__ x, const bf16* __restrict__ router,
+                             int64_t tokens, int64_t d, int num_experts, int top_k,
+                             bool renormalize, int token_groups, int32_t* __restrict__ ids,
+                             float* __restrict__ weights) {
+  // Row stride E + 1 (odd for even E): the softmax threads, one row each, hit different banks.
+  __shared__ float logits[kRouterTileMaxTokens * (kMaxExperts + 1)];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int ld = num_experts + 1;
+  const int groups = (num_experts + kRouterTileExperts - 1) / kRouterTileExperts;
+  const int slots = static_cast<int>(blockDim.x >> 5) / token_groups;
+  const int tg = warp / slots, slot = warp % slots;
+  const int64_t t_block = int64_t(blockIdx.x) * token_groups * TT;
+  const int64_t t0 = t_block + int64_t(tg) * TT;
+  if (t0 < tokens) {
+    const bf16* xr[TT];
+#pragma unroll
+    for (int i = 0; i < TT; ++i) xr[i] = x + std::min<int64_t>(t0 + i, tokens - 1) * d;
+    for (int g = slot; g < groups; g += slots) {
+      const int e0 = g * kRouterTileExperts;
+      const bf16* rr[kRouterTileExperts];
+#pragma unroll
+      for (int j = 0; j < kRouterTileExperts; ++j)
+        rr[j] = router + int64_t(std::min(e0 + j, num_experts - 1)) * d;
+      float acc[TT][kRouterTileExperts];
+#pragma unroll
+      for (int i = 0; i < TT; ++i)
+#pragma unroll
+        for (int j = 0; j < kRouterTileExperts; ++j) acc[i][j] = 0.0f;
+      for (int64_t c = int64_t(lane) * 8; c < d; c += 32 * 8) {
+        uint32_t a[TT][4], b[kRouterTileExperts][4];
+#pragma unroll
+        for (int i = 0; i < TT; ++i) load_words(xr[i] + c, a[i]);
+#pragma unroll
+        for (int j = 0; j < kRouterTileExperts; ++j) load_words(rr[j] + c, b[j]);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          float rl[kRouterTileExperts], rh[kRouterTileExperts];
+#pragma unroll
+          for (int j = 0; j < kRouterTileExperts; ++j) {
+            rl[j] = bits_lo(b[j][k]);
+            rh[j] = bits_hi(b[j][k]);
+          }
+#pragma unroll
+          for (int i = 0; i < TT; ++i) {
+            const float xl = bits_lo(a[i][k]), xh = bits_hi(a[i][k]);
+#pragma unroll
+            for (int j = 0; j < kRouterTileExperts; ++j) {
+              acc[i][j] = fmaf(xl, rl[j], acc[i][j]);
+              acc[i][j] = fmaf(xh, rh[j], acc[i][j]);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < TT; ++i)
+#pragma unroll
+        for (int j = 0; j < kRouterTileExperts; ++j) {
+          float v = acc[i][j];
+#pragma unroll
+          for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+          if (lane == 0 && t0 + i < tokens && e0 + j < num_experts)
+            logits[(tg * TT + i) * ld + e0 + j] = __bfloat162float(__float2bfloat16_rn(v));
+        }
+    }
+  }
+  __syncthreads();
+  const int i = threadIdx.x;
+  if (i < token_groups * TT && t_block + i < tokens) {
+    const int64_t t = t_block + i;
+    softmax_topk(logits + i * ld, num_experts, top_k, renormalize, ids + t * top_k,
+                 weights + t * top_k);
+  }
+}
+
+__device__ __forceinline__ int expert_key(int32_t e, int num_experts) {
+  return (e >= 0 && e < num_experts) ? e : -1;
+}
+
+// Single-block counting sort of the T*k (token, expert) pairs in flat order p = t*k + j, by
+// W <= 32 warps (the previous version, 128 threads each walking 64 pairs one at a time twice, was
+// a chain of dependent loads and shared-memory updates on an otherwise idle GPU). Warp w owns the
+// pairs [w*S*32, (w+1)*S*32) (S steps) and walks them 32 at a time, lane l on pair base + l;
+// __match_any_sync groups a step's lanes by expert, and a lane's rank is the number of lower lanes
+// in its group. cnt holds the count of each (expert e, warp w) at e * (W + 1) + w (the odd stride
+// spreads one warp's experts over banks). An exclusive scan over cnt in (expert, warp) order gives
+// each (expert, warp) its first row; the second pass hands out rows in step order, then lane
+// order, so row(p) = offsets[e] + #{q < p : ids[q] == e}: the rows of an expert in ascending
+// token order, the same rows as any chunked counting sort. Integer arithmetic and no atomics:
+// deterministic.
+__global__ void __launch_bounds__(kPermuteMaxWarps * 32)
+    permute_kernel(const int32_t* __restrict__ ids, int64_t pairs, int top_k, int num_experts,
                    int32_t* __restrict__ offsets, int32_t* __restrict__ active,
                    int32_t* __restrict__ num_active, int32_t* __restrict__ perm_token,
                    int32_t* __restrict__ slot_row) {
-  __shared__ int32_t cnt[kMaxExperts * kPermuteThreads];
-  __shared__ int32_t partial[kPermuteThreads];
-  const int i = threadIdx.x;
-  const int64_t chunk = (tokens + kPermuteThreads - 1) / kPermuteThreads;
-  const int64_t t_begin = std::min<int64_t>(tokens, i * chunk);
-  const int64_t t_end = std::min<int64_t>(tokens, t_begin + chunk);
-  for (int e = 0; e < num_experts; ++e) cnt[e * kPermuteThreads + i] = 0;
-  for (int64_t t = t_begin; t < t_end; ++t)
-    for (int j = 0; j < top_k; ++j) {
-      const int e = ids[t * top_k + j];
-      if (e >= 0 && e < num_experts) ++cnt[e * kPermuteThreads + i];
-    }
+  __shared__ int32_t cnt[kMaxExperts * (kPermuteMaxWarps + 1)];
+  __shared__ int32_t warp_prefix[kPermuteMaxWarps];
+  __shared__ int32_t s_total;
+  constexpr unsigned kAll = 0xffffffffu;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warps = static_cast<int>(blockDim.x >> 5);
+  const int E = num_experts, ldc = warps + 1;
+  const unsigned below = (1u << lane) - 1u;
+  const int64_t steps = (pairs + 32 * warps - 1) / (32 * warps);
+  const int64_t first = int64_t(warp) * steps * 32;
+  for (int f = threadIdx.x; f < E * ldc; f += blockDim.x) cnt[f] = 0;
   __syncthreads();
-  // Exclusive scan over the flattened cnt; thread i scans entries [i*E, (i+1)*E).
-  const int seg = num_experts;
+  int32_t* own = cnt + warp;  // (e, this warp) at own[e * ldc]
+
+  // Expert of each lane's pair for kPermuteBatch steps from s0 (loads issued together); -1 for an
+  // id outside [0, E) and for a pair past this warp's range or past the end.
+  auto load_keys = [&](int64_t s0, int(&key)[kPermuteBatch]) {
+#pragma unroll
+    for (int b = 0; b < kPermuteBatch; ++b) {
+      const int64_t p = first + (s0 + b) * 32 + lane;
+      key[b] = (s0 + b < steps && p < pairs) ? expert_key(ids[p], E) : -1;
+    }
+  };
+
+  for (int64_t s0 = 0; s0 < steps; s0 += kPermuteBatch) {  // pass 1: counts
+    int key[kPermuteBatch];
+    load_keys(s0, key);
+#pragma unroll
+    for (int b = 0; b < kPermuteBatch; ++b) {
+      const unsigned same = __match_any_sync(kAll, key[b]);
+      if (key[b] >= 0 && (same & below) == 0) own[key[b] * ldc] += __popc(same);
+      __syncwarp();
+    }
+  }
+  __syncthreads();
+
+  // Exclusive scan over the E * W counts in (expert, warp) order: thread i owns the flat entries
+  // [i * per, (i + 1) * per), a warp scan and a scan of the warp totals.
+  const int entries = E * warps;
+  const int per = (E + 31) / 32;  // E * W entries over 32 * W threads
+  const int f0 = static_cast<int>(threadIdx.x) * per;
+  const int f1 = std::min(f0 + per, entries);
   int32_t local = 0;
-  for (int f = i * seg; f < (i + 1) * seg; ++f) local += cnt[f];
-  partial[i] = local;
-  __syncthreads();
-  for (int off = 1; off < kPermuteThreads; off <<= 1) {  // Hillis-Steele inclusive scan
-    const int32_t v = i >= off ? partial[i - off] : 0;
-    __syncthreads();
-    partial[i] += v;
-    __syncthreads();
+  for (int f = f0; f < f1; ++f) local += cnt[(f / warps) * ldc + f % warps];
+  int32_t incl = local;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int32_t v = __shfl_up_sync(kAll, incl, off);
+    if (lane >= off) incl += v;
   }
-  int32_t run = partial[i] - local;  // exclusive prefix of this segment
-  for (int f = i * seg; f < (i + 1) * seg; ++f) {
-    const int32_t c = cnt[f];
-    cnt[f] = run;
-    run += c;
+  if (lane == 31) warp_prefix[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int32_t own_total = lane < warps ? warp_prefix[lane] : 0;
+    int32_t scan = own_total;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const int32_t v = __shfl_up_sync(kAll, scan, off);
+      if (lane >= off) scan += v;
+    }
+    if (lane < warps) warp_prefix[lane] = scan - own_total;
+    if (lane == 31) s_total = scan;
   }
   __syncthreads();
-  if (i == 0) {
+  int32_t run = warp_prefix[warp] + incl - local;
+  for (int f = f0; f < f1; ++f) {
+    int32_t& c = cnt[(f / warps) * ldc + f % warps];
+    const int32_t n = c;
+    c = run;
+    run += n;
+  }
+  __syncthreads();
+
+  // Warp 0 reads only its own column of cnt, before its own second pass changes it.
+  const int32_t total = s_total;
+  if (warp == 0) {
     int na = 0;
-    const int32_t total = partial[kPermuteThreads - 1];
-    for (int e = 0; e < num_experts; ++e) {
-      const int32_t begin = cnt[e * kPermuteThreads];
-      const int32_t end = e + 1 < num_experts ? cnt[(e + 1) * kPermuteThreads] : total;
-      offsets[e] = begin;
-      if (end > begin) active[na++] = e;
-    }
-    offsets[num_experts] = total;
-    *num_active = na;
-  }
-  for (int64_t t = t_begin; t < t_end; ++t)
-    for (int j = 0; j < top_k; ++j) {
-      const int e = ids[t * top_k + j];
-      int32_t row = -1;
-      if (e >= 0 && e < num_experts) {
-        row = cnt[e * kPermuteThreads + i]++;
-        perm_token[row] = static_cast<int32_t>(t);
+    for (int base = 0; base < E; base += 32) {
+      const int e = base + lane;
+      bool nonempty = false;
+      if (e < E) {
+        const int32_t begin = cnt[e * ldc];
+        const int32_t end = e + 1 < E ? cnt[(e + 1) * ldc] : total;
+        offsets[e] = begin;
+        nonempty = end > begin;
       }
-      slot_row[t * top_k + j] = row;
+      const unsigned m = __ballot_sync(kAll, nonempty);
+      if (nonempty) active[na + __popc(m & below)] = e;
+      na += __popc(m);
     }
+    if (lane == 0) {
+      offsets[E] = total;
+      *num_active = na;
+    }
+    __syncwarp();
+  }
+
+  for (int64_t s0 = 0; s0 < steps; s0 += kPermuteBatch) {  // pass 2: rows
+    int key[kPermuteBatch];
+    load_keys(s0, key);
+#pragma unroll
+    for (int b = 0; b < kPermuteBatch; ++b) {
+      const int64_t p = first + (s0 + b) * 32 + lane;
+      const unsigned same = __match_any_sync(kAll, key[b]);
+      if (s0 + b < steps && p < pairs) {
+        int32_t row = -1;
+        if (key[b] >= 0) {
+          row = own[key[b] * ldc] + __popc(same & below);
+          perm_token[row] = static_cast<int32_t>(p) / top_k;
+        }
+        slot_row[p] = row;
+      }
+      __syncwarp();
+      if (key[b] >= 0 && (same & below) == 0) own[key[b] * ldc] += __popc(same);
+      __syncwarp();
+    }
+  }
 }
 
 template <bool kVec8>
@@ -280,13 +457,37 @@ void router_topk(const bf16* x, const bf16* router, int64_t tokens, int64_t d, i
   if (d <= 0) fail(ErrorKind::Shape, "router_topk: d must be positive");
   if (tokens <= 0) return;
   check_grid(tokens, "router_topk");
-  const unsigned grid = static_cast<unsigned>(tokens);
   if (d % 8 == 0 && aligned16(x) && aligned16(router)) {
-    router_topk_kernel<true><<<grid, kRouterThreads, 0, stream>>>(x, router, d, num_experts, top_k,
-                                                                  renormalize, topk_ids, topk_w);
+    // One warp slot per group of 4 experts (at most the block's 8 warps; more groups loop), the
+    // remaining warps on more token groups: E = 16 gives 4 slots x 2 token groups.
+    const int groups = (num_experts + kRouterTileExperts - 1) / kRouterTileExperts;
+    const int slots = std::min(groups, kRouterTileWarps);
+    const int token_groups = kRouterTileWarps / slots;
+    const int threads = slots * token_groups * 32;
+    static_assert(kRouterTileWarps * 8 <= kRouterTileMaxTokens, "router tile rows");
+    // Tokens per warp: the most of 8, 4, 2, 1 that still gives every SM a block. More tokens per
+    // warp stream the router (E * d * 2 bytes from L2) fewer times and unpack each router bf16
+    // for more FMAs; fewer give short inputs (decode, short prompts) more blocks and shorter
+    // per-warp chains.
+    auto blocks = [&](int tt) { return (tokens + tt * token_groups - 1) / (tt * token_groups); };
+    const int64_t sms = sm_count();
+    const int tt = blocks(8) >= sms ? 8 : blocks(4) >= sms ? 4 : blocks(2) >= sms ? 2 : 1;
+    const unsigned grid = static_cast<unsigned>(blocks(tt));
+    auto launch = [&](auto kernel) {
+      kernel<<<grid, threads, 0, stream>>>(x, router, tokens, d, num_experts, top_k, renormalize,
+                                           token_groups, topk_ids, topk_w);
+    };
+    if (tt == 8)
+      launch(router_topk_tiled_kernel<8>);
+    else if (tt == 4)
+      launch(router_topk_tiled_kernel<4>);
+    else if (tt == 2)
+      launch(router_topk_tiled_kernel<2>);
+    else
+      launch(router_topk_tiled_kernel<1>);
   } else {
-    router_topk_kernel<false><<<grid, kRouterThreads, 0, stream>>>(x, router, d, num_experts, top_k,
-                                                                   renormalize, topk_ids, topk_w);
+    router_topk_scalar_kernel<<<static_cast<unsigned>(tokens), kRouterThreads, 0, stream>>>(
+        x, router, d, num_experts, top_k, renormalize, topk_ids, topk_w);
   }
   JB_LAUNCH("router_topk_kernel");
 }
@@ -297,9 +498,11 @@ void moe_permute(const int32_t* topk_ids, int64_t tokens, int top_k, int num_exp
     fail(ErrorKind::Unsupported, "moe_permute: " + std::to_string(num_experts) + " experts");
   if (tokens < 0 || tokens * top_k > 2147483647)
     fail(ErrorKind::Unsupported, "moe_permute: tokens * top_k exceeds int32");
-  permute_kernel<<<1, kPermuteThreads, 0, stream>>>(topk_ids, tokens, top_k, num_experts, p.offsets,
-                                                    p.active, p.num_active, p.perm_token,
-                                                    p.slot_row);
+  // One warp per 32 pairs up to 32 warps: decode launches a single warp, prefill the full block.
+  const int64_t pairs = std::max<int64_t>(0, tokens * top_k);
+  const int warps = static_cast<int>(std::clamp<int64_t>((pairs + 31) / 32, 1, kPermuteMaxWarps));
+  permute_kernel<<<1, warps * 32, 0, stream>>>(topk_ids, pairs, top_k, num_experts, p.offsets,
+                                               p.active, p.num_active, p.perm_token, p.slot_row);
   JB_LAUNCH("permute_kernel");
 }
 

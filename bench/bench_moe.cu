@@ -459,6 +459,16 @@ int main(int argc, char** argv) {
   const int default_lanes = jb::cuda::ExpertsWorkspace::kDefaultGemmLanes;
   const auto lanes = [](int n) { return PrefillSchedule{GemmSchedule::Lanes, n}; };
   const PrefillSchedule grouped{GemmSchedule::Grouped, default_lanes};
+  // Prefill rows: T = 4096 and 8192, 20 paired iterations each.
+  const auto register_prefill = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)
+        ->ArgName("T")
+        ->Arg(4096)
+        ->Arg(8192)
+        ->UseManualTime()
+        ->Iterations(20)
+        ->Unit(benchmark::kMillisecond);
+  };
   std::set<std::string> registered;
   for (auto [int8, sched] :
        {std::pair{false, lanes(default_lanes)}, std::pair{false, grouped},
@@ -466,26 +476,14 @@ int main(int argc, char** argv) {
         std::pair{false, lanes(8)}, std::pair{true, lanes(default_lanes)}}) {
     const std::string w = std::string(int8 ? "int8" : "bf16") + "/" + sched.name();
     if (!registered.insert(w).second) continue;
-    benchmark::RegisterBenchmark(
-        ("BM_MoePrefill/" + w).c_str(),
-        [int8 = int8, sched = sched](benchmark::State& s) { BM_MoePrefill(s, int8, sched); })
-        ->ArgName("T")
-        ->Arg(4096)
-        ->Arg(8192)
-        ->UseManualTime()
-        ->Iterations(20)
-        ->Unit(benchmark::kMillisecond);
+    register_prefill("BM_MoePrefill/" + w, [int8 = int8, sched = sched](benchmark::State& s) {
+      BM_MoePrefill(s, int8, sched);
+    });
   }
   // The expert stage alone, bf16, the default lanes against the grouped schedule.
   for (const PrefillSchedule& sched : {lanes(default_lanes), grouped})
-    benchmark::RegisterBenchmark(("BM_ExpertsPrefill/bf16/" + sched.name()).c_str(),
-                                 [sched](benchmark::State& s) { BM_ExpertsPrefill(s, sched); })
-        ->ArgName("T")
-        ->Arg(4096)
-        ->Arg(8192)
-        ->UseManualTime()
-        ->Iterations(20)
-        ->Unit(benchmark::kMillisecond);
+    register_prefill("BM_ExpertsPrefill/bf16/" + sched.name(),
+                     [sched](benchmark::State& s) { BM_ExpertsPrefill(s, sched); });
   // The kernels around the experts, stage by stage (bf16 layer).
   benchmark::RegisterBenchmark("BM_MoeStages", BM_MoeStages)
       ->ArgName("T")

@@ -117,22 +117,13 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
   bf16* sK = sQ + BM * HD;      // [2][BN][HD]
   bf16* sV = sK + 2 * BN * HD;  // [2][BN][HD]
 
-  const int s = blockIdx.z;
+  attention_detail::PrefillBlock blk;
+  if (!attention_detail::prefill_block<HD>(a, BM, BN, blk)) return;
   const int h = blockIdx.y;
-  // Heaviest (latest) query tiles first: causal work grows with the tile index.
-  const int m0 = (gridDim.x - 1 - blockIdx.x) * BM;
-  const int q_begin = a.seqs.cu_new[s];
-  const int new_len = a.seqs.cu_new[s + 1] - q_begin;
-  if (m0 >= new_len) return;
-  const int past = a.seqs.past_len[s];
-  const int kv_len = past + new_len;
-  const int kvh = h / (a.num_heads / a.kv.num_kv_heads);
-  const int64_t slab = (static_cast<int64_t>(s) * a.kv.num_kv_heads + kvh) * a.kv.max_tokens * HD;
-  const bf16* kbase = a.kv.k + slab;
-  const bf16* vbase = a.kv.v + slab;
-  // Keys any row of this block may see: 0 .. min(kv_len, past + m0 + BM) - 1.
-  const int kv_end = min(kv_len, past + m0 + BM);
-  const int n_tiles = (kv_end + BN - 1) / BN;
+  const int m0 = blk.m0, q_begin = blk.q_begin, new_len = blk.new_len, past = blk.past;
+  const int kv_len = blk.kv_len, n_tiles = blk.n_tiles;
+  const bf16* kbase = blk.k;
+  const bf16* vbase = blk.v;
 
   const int tid = threadIdx.x;
   const int warp = tid >> 5;

@@ -143,21 +143,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   const uint32_t sQ = dev::smem_addr(smem);
   const uint32_t sKV = sQ + kQBytes;  // stage s: K at sKV + 2 s kTileBytes, V kTileBytes after
 
-  const int s = blockIdx.z;
+  PrefillBlock blk;
+  if (!prefill_block<kHd>(a, kBM, kBN, blk)) return;
   const int h = blockIdx.y;
-  // Heaviest (latest) query tiles first: causal work grows with the tile index.
-  const int m0 = (gridDim.x - 1 - blockIdx.x) * kBM;
-  const int q_begin = a.seqs.cu_new[s];
-  const int new_len = a.seqs.cu_new[s + 1] - q_begin;
-  if (m0 >= new_len) return;
-  const int past = a.seqs.past_len[s];
-  const int kv_len = past + new_len;
-  const int kvh = h / (a.num_heads / a.kv.num_kv_heads);
-  const int64_t slab = (static_cast<int64_t>(s) * a.kv.num_kv_heads + kvh) * a.kv.max_tokens * kHd;
-  const bf16* kbase = a.kv.k + slab;
-  const bf16* vbase = a.kv.v + slab;
-  const int kv_end = min(kv_len, past + m0 + kBM);  // keys any row of the block may see
-  const int n_tiles = (kv_end + kBN - 1) / kBN;
+  const int m0 = blk.m0, q_begin = blk.q_begin, new_len = blk.new_len, past = blk.past;
+  const int kv_len = blk.kv_len, n_tiles = blk.n_tiles;
+  const bf16* kbase = blk.k;
+  const bf16* vbase = blk.v;
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;

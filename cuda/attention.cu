@@ -39,11 +39,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, u
                : "r"(addr));
 }
 
-// Two floats -> bf16x2 (round to nearest even), the lower column in the low half as mma expects.
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
+using dev::pack_bf16x2;
 
 __device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
   const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&raw);
@@ -108,7 +104,7 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
     prefill_mma_kernel(const PrefillArgs a, const float scale_log2) {
   constexpr int WM = 16 * MT;  // query rows per warp
   constexpr int BM = WM * WARPS;
-  constexpr int BN = 64;
+  constexpr int BN = attention_detail::kPrefillKeys;
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   constexpr int THREADS = WARPS * 32;
   constexpr bool kQInRegs = MT == 1;  // MT = 2 reloads Q fragments per k-step (see above)
@@ -239,18 +235,11 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
         }
       }
 
-      // Mask only tiles that cross the diagonal or the cache end (-inf: p = 2^-inf = +0).
+      // Mask only tiles that cross the diagonal or the cache end.
       if ((n0 + BN - 1 > past + m0) || (n0 + BN > kv_len)) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int key = n0 + j * 8 + 2 * (lane & 3) + (e & 1);
-              const int qpos = qpos0 + mt * 16 + (e >> 1) * 8;
-              if (key > qpos || key >= kv_len) sc[mt][j][e] = -INFINITY;
-            }
+          attention_detail::mask_scores(sc[mt], n0, qpos0 + mt * 16, kv_len, lane);
       }
 
       // Online softmax (fp32): new running max, P, the running sum; alpha per row.
@@ -258,40 +247,11 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
       bool moved = false;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int ri = 0; ri < 2; ++ri) {
-          float mx = -INFINITY;
-#pragma unroll
-          for (int j = 0; j < BN / 8; ++j)
-            mx = fmaxf(mx, fmaxf(sc[mt][j][2 * ri], sc[mt][j][2 * ri + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
-          const float m_new = fmaxf(m_run[mt][ri], mx * scale_log2);
-          const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet
-          moved |= m_new != m_run[mt][ri];
-          alpha[mt][ri] = dev::ex2_approx(m_run[mt][ri] - m_use);
-          m_run[mt][ri] = m_new;
-          float rs = 0.f;
-#pragma unroll
-          for (int j = 0; j < BN / 8; ++j) {
-            const float p0 = dev::ex2_approx(fmaf(sc[mt][j][2 * ri], scale_log2, -m_use));
-            const float p1 = dev::ex2_approx(fmaf(sc[mt][j][2 * ri + 1], scale_log2, -m_use));
-            sc[mt][j][2 * ri] = p0;
-            sc[mt][j][2 * ri + 1] = p1;
-            rs += p0 + p1;
-          }
-          l_run[mt][ri] = l_run[mt][ri] * alpha[mt][ri] + rs;
-        }
+        attention_detail::softmax_scores(sc[mt], scale_log2, m_run[mt], l_run[mt], alpha[mt],
+                                         moved);
       if (__any_sync(kFullMask, moved)) {
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int d = 0; d < HD / 8; ++d) {
-            o[mt][d][0] *= alpha[mt][0];
-            o[mt][d][1] *= alpha[mt][0];
-            o[mt][d][2] *= alpha[mt][1];
-            o[mt][d][3] *= alpha[mt][1];
-          }
+        for (int mt = 0; mt < MT; ++mt) attention_detail::rescale_rows<HD>(o[mt], alpha[mt]);
       }
 
       // O += P V, P rounded to bf16 (the A operand), V via ldmatrix.trans (B is [key][hd]).
@@ -299,12 +259,7 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
       for (int kk = 0; kk < BN / 16; ++kk) {
         uint32_t pa[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          pa[mt][0] = pack_bf16x2(sc[mt][2 * kk][0], sc[mt][2 * kk][1]);
-          pa[mt][1] = pack_bf16x2(sc[mt][2 * kk][2], sc[mt][2 * kk][3]);
-          pa[mt][2] = pack_bf16x2(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
-          pa[mt][3] = pack_bf16x2(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
-        }
+        for (int mt = 0; mt < MT; ++mt) attention_detail::p_fragment(sc[mt], kk, pa[mt]);
 #pragma unroll
         for (int dp = 0; dp < HD / 16; ++dp) {
           const int r = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
@@ -324,22 +279,8 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 2 ? 2 : 1)
 
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int ri = 0; ri < 2; ++ri) {
-      float l = l_run[mt][ri];
-      l += __shfl_xor_sync(kFullMask, l, 1);
-      l += __shfl_xor_sync(kFullMask, l, 2);
-      const float inv = 1.f / l;
-      const int row = m0 + warp * WM + mt * 16 + (lane >> 2) + ri * 8;
-      if (row < new_len) {
-        bf16* dst =
-            a.out + static_cast<int64_t>(q_begin + row) * a.out_stride + h * HD + 2 * (lane & 3);
-#pragma unroll
-        for (int d = 0; d < HD / 8; ++d)
-          *reinterpret_cast<uint32_t*>(dst + d * 8) =
-              pack_bf16x2(o[mt][d][2 * ri] * inv, o[mt][d][2 * ri + 1] * inv);
-      }
-    }
+    attention_detail::store_rows<HD>(a, o[mt], l_run[mt], q_begin,
+                                     m0 + warp * WM + mt * 16 + (lane >> 2), new_len, h, lane);
 }
 
 // ---------------------------------------------------------------------------------------------

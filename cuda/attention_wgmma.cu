@@ -55,7 +55,7 @@ static_assert(kHd % 64 == 0, "rows split into 64-column swizzle atoms");
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kBM = 64 * kWarpgroups;  // query rows per block
-constexpr int kBN = 64;                // keys per tile
+constexpr int kBN = kPrefillKeys;      // keys per tile
 constexpr int kHalfBytes = 128;        // 64 bf16 columns: one swizzle atom's row
 constexpr int kQBytes = 2 * kBM * kHalfBytes;
 constexpr int kTileBytes = 2 * kBN * kHalfBytes;
@@ -74,11 +74,6 @@ __device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint
          (uint64_t((sbo >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -93,25 +88,26 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 
 // D (64 x 64, fp32) = A (64 x 16, shared) * B (16 x 64, shared, K-major) [+ D if accumulate].
-__device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
-                                                   int accumulate) {
+__device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[8][4], uint64_t desc_a,
+                                                   uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
       "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
       "%32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
 // D (64 x 128, fp32) += A (64 x 16, registers: the mma.m16n8k16 A fragment of each warp's 16
 // rows) * B (16 x 128, shared, N-major: imm-trans-b = 1).
-__device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uint32_t (&a)[4],
+__device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[16][4], const uint32_t (&a)[4],
                                                        uint64_t desc_b) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
@@ -121,16 +117,18 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uin
       "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
       "%56, %57, %58, %59, %60, %61, %62, %63}, "
       "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
-        "+f"(d[63])
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+        "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]),
+        "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]),
+        "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]),
+        "+f"(d[15][2]), "+f"(d[15][3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
 }
 
@@ -183,9 +181,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     dev::cp_async_commit();
   };
 
-  float o[64];
+  float o[kHd / 8][4];  // O, this warp's 16 rows: the C layout of attention_internal.cuh
 #pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.f;
+  for (int d = 0; d < kHd / 8; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
   float m_run[2] = {-INFINITY, -INFINITY};  // running row max, scaled into the log2 domain
   float l_run[2] = {0.f, 0.f};              // per-thread partial row sums (quad-reduced at the end)
   const int row0 = m0 + wg * 64 + wq * 16 + (lane >> 2);  // this thread's rows: row0, row0 + 8
@@ -208,9 +206,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     // kernels): it skips the tile.
     if (n0 <= wg_last) {
       const uint32_t sK = sKV + (it & 1) * 2 * kTileBytes, sV = sK + kTileBytes;
-      float sc[32];
+      ScoreTile sc;  // this warp's 16 rows of S
 #pragma unroll
-      for (int i = 0; i < 32; ++i) sc[i] = 0.f;
+      for (int j = 0; j < kBN / 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kHd / 16; ++kk) {
@@ -222,62 +220,25 @@ __global__ void __launch_bounds__(kThreads, 2)
       wgmma_commit();
       wgmma_wait_all();
 
-      // S element i: n8 block j = i / 4 (keys n0 + 8j + 2 (lane % 4) + (i & 1)), row qpos0 +
-      // 8 ((i >> 1) & 1). Mask only tiles that cross the warpgroup's diagonal or the cache end.
+      // Mask only tiles that cross the warpgroup's diagonal or the cache end. mask_scores()
+      // with this kernel's flat index: the same predicate, but mask_scores() itself compiles
+      // here to reordered predicate ORs, and the SASS tested on the GPU is this loop's (the
+      // shared helper can replace it once a GPU run checks the kernel again).
       if ((n0 + kBN - 1 > wg_first) || (n0 + kBN > kv_len)) {
 #pragma unroll
         for (int i = 0; i < 32; ++i) {
           const int key = n0 + (i >> 2) * 8 + 2 * (lane & 3) + (i & 1);
           const int qpos = qpos0 + ((i >> 1) & 1) * 8;
-          if (key > qpos || key >= kv_len) sc[i] = -INFINITY;
+          if (key > qpos || key >= kv_len) sc[i >> 2][i & 3] = -INFINITY;
         }
       }
-
       float alpha[2];
       bool moved = false;
-#pragma unroll
-      for (int ri = 0; ri < 2; ++ri) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j)
-          mx = fmaxf(mx, fmaxf(sc[4 * j + 2 * ri], sc[4 * j + 2 * ri + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
-        const float m_new = fmaxf(m_run[ri], mx * scale_log2);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // nothing visible yet
-        moved |= m_new != m_run[ri];
-        alpha[ri] = dev::ex2_approx(m_run[ri] - m_use);
-        m_run[ri] = m_new;
-        float rs = 0.f;
-#pragma unroll
-        for (int j = 0; j < kBN / 8; ++j) {
-          const float p0 = dev::ex2_approx(fmaf(sc[4 * j + 2 * ri], scale_log2, -m_use));
-          const float p1 = dev::ex2_approx(fmaf(sc[4 * j + 2 * ri + 1], scale_log2, -m_use));
-          sc[4 * j + 2 * ri] = p0;
-          sc[4 * j + 2 * ri + 1] = p1;
-          rs += p0 + p1;
-        }
-        l_run[ri] = l_run[ri] * alpha[ri] + rs;
-      }
-      if (__any_sync(kFullMask, moved)) {
-#pragma unroll
-        for (int d = 0; d < kHd / 8; ++d) {
-          o[4 * d + 0] *= alpha[0];
-          o[4 * d + 1] *= alpha[0];
-          o[4 * d + 2] *= alpha[1];
-          o[4 * d + 3] *= alpha[1];
-        }
-      }
-
-      // P as the A operand of k-step kk (keys 16 kk ..): S blocks 2 kk and 2 kk + 1.
+      softmax_scores(sc, scale_log2, m_run, l_run, alpha, moved);
+      if (__any_sync(kFullMask, moved)) rescale_rows<kHd>(o, alpha);
       uint32_t pa[kBN / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        pa[kk][0] = pack_bf16x2(sc[8 * kk + 0], sc[8 * kk + 1]);
-        pa[kk][1] = pack_bf16x2(sc[8 * kk + 2], sc[8 * kk + 3]);
-        pa[kk][2] = pack_bf16x2(sc[8 * kk + 4], sc[8 * kk + 5]);
-        pa[kk][3] = pack_bf16x2(sc[8 * kk + 6], sc[8 * kk + 7]);
-      }
+      for (int kk = 0; kk < kBN / 16; ++kk) p_fragment(sc, kk, pa[kk]);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk)
@@ -289,22 +250,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();  // the next iteration's copy overwrites this stage
   }
 
-#pragma unroll
-  for (int ri = 0; ri < 2; ++ri) {
-    float l = l_run[ri];
-    l += __shfl_xor_sync(kFullMask, l, 1);
-    l += __shfl_xor_sync(kFullMask, l, 2);
-    const float inv = 1.f / l;
-    const int row = row0 + ri * 8;
-    if (row < new_len) {
-      bf16* dst =
-          a.out + static_cast<int64_t>(q_begin + row) * a.out_stride + h * kHd + 2 * (lane & 3);
-#pragma unroll
-      for (int d = 0; d < kHd / 8; ++d)
-        *reinterpret_cast<uint32_t*>(dst + d * 8) =
-            pack_bf16x2(o[4 * d + 2 * ri] * inv, o[4 * d + 2 * ri + 1] * inv);
-    }
-  }
+  store_rows<kHd>(a, o, l_run, q_begin, row0, new_len, h, lane);
 #else
   __trap();  // compute_90 PTX (no wgmma): prefill_wgmma_supported() keeps launches away
 #endif

@@ -1,6 +1,7 @@
 // Device helpers used by more than one kernel file: PTX wrappers (asynchronous copies, the bf16 and
 // fp16 tensor-core MMAs, the hardware 2^x) and exact SiLU. sm_80+ (cp.async, mma.sync).
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -28,6 +29,13 @@ __device__ __forceinline__ float silu_exact(float v) {
 // where 2^t < 2^-126, where 1 + 2^t rounds to 1.0f either way.
 __device__ __forceinline__ float silu_fast(float v) {
   return __fdividef(v, 1.0f + ex2_approx(v * -kLog2e));
+}
+
+// Two floats -> bf16x2 (round to nearest even), `lo` in the low half: the lower column of an
+// mma / wgmma A fragment register, or the lower address of a 4-byte store.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
 }
 
 // Eight bf16 (one 16-byte load) as floats, exactly: element 2k is the low half of little-endian

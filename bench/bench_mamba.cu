@@ -1,8 +1,12 @@
 // Kernel benchmarks of the Mamba path at Jamba-v0.1 widths (d_inner 8192, d_state 16, d_conv 4),
 // shapes and peers from performance-targets.md:
-//   scan      B=1 L=2K/8K/32K/128K, B=16 L=8K, every variant (auto, single, chunked)
+//   scan      B=1 L=2K/8K/32K/128K, B=16 L=8K, every variant (auto, single, chunked) and the
+//             single pass pinned to each block organisation (g4, ws)
 //   conv      the same shapes; also x_copy_same_bytes: against a cudaMemcpy of the same bytes,
-//             called back-to-back the same number of times (the job-size ceiling)
+//             called back-to-back the same number of times (the job-size ceiling); and
+//             B=1 L=2K/8K without the SiLU (a diagnostic: H200, 2026-11-29, 27.2 / 81.2 us
+//             against 28.4 / 79.3 us with it, so the short shapes are not held back by the
+//             arithmetic)
 //   update    selective state update and conv update at B=1/16/64/256, inside a CUDA graph
 //             (kGraphLaunches launches captured, the replay time / kGraphLaunches)
 //   layer     the whole Mamba mixer: prefill L=2048 (B=1) and one decode step (B=1, 16)
@@ -122,7 +126,8 @@ struct ScanSet {
   DeviceBuffer<bf16> u, dt, xz, xdbl, y;  // z in the second half of xz; B, C in x_proj layout
 };
 
-void BM_Scan(benchmark::State& st, int64_t B, int64_t L, jb::cuda::ScanVariant variant) {
+void BM_Scan(benchmark::State& st, int64_t B, int64_t L, jb::cuda::ScanVariant variant,
+             jb::cuda::ScanTile tile) {
   const int64_t T = B * L;
   const double bytes = 4.0 * T * kDi * 2 + 2.0 * T * kN * 2 + 2.0 * B * kDi * kN * 4;
   const int sets = rotation_sets(bytes);
@@ -160,6 +165,7 @@ void BM_Scan(benchmark::State& st, int64_t B, int64_t L, jb::cuda::ScanVariant v
   a.ssm_state_in = state.get();
   a.ssm_state_out = state.get();
   a.variant = variant;
+  a.tile = tile;
   DeviceBuffer<unsigned char> ws(std::max<size_t>(1, jb::cuda::selective_scan_workspace_bytes(a)));
   a.workspace = ws.get();
   a.workspace_bytes = ws.size();
@@ -197,7 +203,7 @@ int conv_launches(double bytes) {
   return std::clamp(static_cast<int>(300e-6 / est_s) + 1, 1, 20);
 }
 
-void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
+void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided, bool silu) {
   const int64_t T = B * L;
   const int64_t xs = strided ? 2 * kDi : kDi;
   const double bytes = 2.0 * T * kDi * 2;  // read x once, write y once
@@ -224,6 +230,7 @@ void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
   a.bias = bias.get();
   a.conv_state_in = cs.get();
   a.conv_state_out = cs.get();
+  a.silu = silu;
   a.x = x[0].get();
   a.y = y[0].get();
   std::string v = jb::cuda::causal_conv1d_fwd(a);
@@ -238,7 +245,8 @@ void BM_Conv(benchmark::State& st, int64_t B, int64_t L, bool strided) {
       },
       nullptr, launches);
   set_counters(st, bytes, 0, times,
-               v + (strided ? ", x in in_proj layout" : "") + ", " + std::to_string(launches) +
+               v + (strided ? ", x in in_proj layout" : "") + (silu ? "" : ", no SiLU") + ", " +
+                   std::to_string(launches) +
                    (launches == 1 ? " launch per event pair" : " launches back-to-back"));
   // A second ceiling at this job's size: cudaMemcpyAsync of the same bytes (T x D bf16 read and
   // written) over the same rotating sets, the same number of calls back-to-back between two
@@ -441,6 +449,7 @@ void BM_LayerDecode(benchmark::State& st, int64_t B) {
 }
 
 void register_all() {
+  using jb::cuda::ScanTile;
   using jb::cuda::ScanVariant;
   // A jb::Error (out of memory, unsupported shape) skips that benchmark with the message
   // instead of ending the whole run.
@@ -463,16 +472,28 @@ void register_all() {
   const std::pair<ScanVariant, const char*> variants[] = {{ScanVariant::Auto, "auto"},
                                                           {ScanVariant::SinglePass, "single"},
                                                           {ScanVariant::Chunked, "chunked"}};
-  for (auto [B, L] : shapes)
-    for (auto [v, vn] : variants)
-      reg("scan/D=8192/N=16/B=" + std::to_string(B) + "/L=" + std::to_string(L) + "/" + vn,
-          [B = B, L = L, v = v](benchmark::State& st) { BM_Scan(st, B, L, v); })
-          ->Iterations(L >= 131072 || B >= 16 ? 5 : 20);
+  // Every shape with auto, single and chunked (tile auto), then single pinned to each tile.
+  const std::pair<ScanTile, const char*> tiles[] = {{ScanTile::G4, "single/g4"},
+                                                    {ScanTile::WS, "single/ws"}};
+  auto reg_scan = [&](int64_t B, int64_t L, ScanVariant v, ScanTile t, const char* name) {
+    reg("scan/D=8192/N=16/B=" + std::to_string(B) + "/L=" + std::to_string(L) + "/" + name,
+        [B, L, v, t](benchmark::State& st) { BM_Scan(st, B, L, v, t); })
+        ->Iterations(L >= 131072 || B >= 16 ? 5 : 20);
+  };
+  for (auto [B, L] : shapes) {
+    for (auto [v, vn] : variants) reg_scan(B, L, v, ScanTile::Auto, vn);
+    for (auto [t, tn] : tiles) reg_scan(B, L, ScanVariant::SinglePass, t, tn);
+  }
   for (auto [B, L] : shapes)
     for (bool strided : {false, true})
       reg("conv/D=8192/K=4/B=" + std::to_string(B) + "/L=" + std::to_string(L) +
               (strided ? "/x_stride=2D" : ""),
-          [B = B, L = L, strided](benchmark::State& st) { BM_Conv(st, B, L, strided); });
+          [B = B, L = L, strided](benchmark::State& st) { BM_Conv(st, B, L, strided, true); });
+  // Diagnostic: the same conv without its SiLU (two MUFU ops per element), to separate the
+  // arithmetic's share of the short-L shapes from the memory system's.
+  for (int64_t L : {2048, 8192})
+    reg("conv/D=8192/K=4/B=1/L=" + std::to_string(L) + "/no_silu",
+        [L](benchmark::State& st) { BM_Conv(st, 1, L, false, false); });
   for (int64_t B : {1, 16, 64, 256}) {
     reg("state_update/D=8192/N=16/B=" + std::to_string(B),
         [B](benchmark::State& st) { BM_StateUpdate(st, B); });

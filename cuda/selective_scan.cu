@@ -2,9 +2,11 @@
 //
 // Work split: a block owns kCB = 64 channels of one sequence and one time range; each channel is
 // handled by kG = 4 consecutive threads, each holding 4 of the (up to) 16 state entries in
-// registers, so a B = 1, D = 8192 scan already has 128 blocks x 8 warps (one per SM). The
+// registers, so a B = 1, D = 8192 scan already has 128 blocks x 8 warps (one per SM). Two block
+// organisations over that split: g4 (every thread stages, scans and stores in turn) and ws (8
+// more warps stage and store while the 8 scan; TileG4 and kWsStagers below). The
 // y = sum_n h C contraction: each thread's 4 terms per step; every 4 steps the 4 threads of a
-// channel exchange them in a two-round reduce-scatter (reduce_scatter4), after which each holds
+// channel exchange them in a two-round reduce-scatter (reduce_scatter), after which each holds
 // the full sum of one step, stored to shared memory one group late and added to D u when y is
 // stored (fixed order: deterministic).
 // Measured on an H200 (2026-11-28): 2 entries per thread (kG = 8, kCB = 32: twice the warps
@@ -20,7 +22,8 @@
 //   16236 us, 11.59 ms
 //   the same, each group's store one group late: 260 / 968 / 3824 / 15253 us, 11.21 ms
 //   the same with the polynomial softplus (ssm_math.cuh; staging ~490 -> ~330 instructions per
-//   thread and tile): 242 / 907 / 3578 / 14268 us, 10.82 ms (this code)
+//   thread and tile): 242 / 907 / 3578 / 14268 us, 10.82 ms (g4 today)
+//   ws for B = 1 (2026-11-29, later): 193 / 739 / 2910 / 11631 us (B = 16 stays on g4)
 //   rejected: two stages in shared memory (74.5 KB), the next tile staged in halves inside the
 //   loop, one barrier per tile: 311 / 1162 / 4576 / 18272 us, 11.92 ms; an instance for one
 //   block per SM (up to 255 registers) at B = 1: 1128 -> 1162 us at 8K (slower).
@@ -44,13 +47,24 @@ using ssm_math::exp2_decay;
 using ssm_math::kLog2e;
 using ssm_math::softplus_f;
 
-constexpr int kCB = 64;             // channels per block
-constexpr int kG = 4;               // threads per channel
-constexpr int kNPer = 4;            // state entries per thread
-constexpr int kMaxN = kG * kNPer;   // 16
-constexpr int kThreads = kCB * kG;  // 256
-constexpr int kT = 32;              // time steps per tile
-// Blocks per SM in __launch_bounds__ (<= 80 registers, no spills; 45.5 KB of shared memory).
+constexpr int kMaxN = 16;  // state entries per channel supported
+
+// One block = kCB channels of one sequence over one time range; each channel is handled by kG
+// consecutive threads holding kNPer = 16 / kG of its state entries; time tiles of kT steps are
+// staged in shared memory. kMinBlocks is __launch_bounds__'s blocks per SM.
+template <int CB, int G, int T, int MinBlocks>
+struct Tile {
+  static constexpr int kCB = CB, kG = G, kT = T, kMinBlocks = MinBlocks;
+  static constexpr int kNPer = kMaxN / kG;
+  static constexpr int kThreads = kCB * kG;   // scanning threads
+  static constexpr int kVecPerRow = kCB / 8;  // 16-byte vectors per [L, D] tile row
+  // ysum row padding: the kG steps a channel's threads store at once (rows r..r+kG-1, 32 / kG
+  // channels per warp) land in distinct banks (row stride = kCB + 32 / kG = 32 / kG mod 32).
+  static constexpr int kYPad = 32 / kG;
+  static_assert(kNPer == 2 || kNPer == 4, "2 or 4 state entries per thread");
+  static_assert(kT % kG == 0, "whole step groups per tile");
+};
+// g4: 64 channels x 4 threads x 4 entries, 32-step tiles, 3 blocks per SM (<= 80 registers).
 // The kernel is bound by latency, not issue slots (Nsight Compute on an H200, 2026-11-29, B = 16
 // L = 8K: short-scoreboard (MUFU, shared loads) and fixed-latency stalls lead; 20% fewer
 // instructions per step left the time unchanged at 63% issue), so warps per SM decide:
@@ -64,11 +78,33 @@ constexpr int kT = 32;              // time steps per tile
 // B = 16 runs 2048 blocks on 396 slots (5.2 waves): the last wave's 68 blocks run one per SM,
 // and a lone block takes ~0.91 ms at L = 8K (the B = 1 row), so roughly that much of the 10.8 ms
 // is a tail with most SMs idle (an estimate, not profiled).
-constexpr int kMinBlocksPerSm = 3;
-constexpr int kVecPerRow = kCB / 8;                // 16-byte vectors per token row of a [L, D] tile
-constexpr int kDVec = kT * kVecPerRow / kThreads;  // vectors per thread per [L, D] tensor
-static_assert(kDVec * kThreads == kT * kVecPerRow, "whole vectors per thread");
-static_assert(kT * 2 * 2 <= kThreads, "at most one 16-byte B or C vector per thread per tile");
+// Rejected (H200, 2026-11-29): Tile<32, 8, 64, 2>, 8 threads of 2 entries per channel, twice
+// the warps per SM at B = 1: 248 / 944 / 3722 / 14870 us, 14.41 ms against g4's 235 / 914 /
+// 3604 / 14387 us, 10.85 ms in the same run. Doubling the warps did not speed up B = 1, so B = 1
+// is not short of warps; what it lacks is overlap between a tile's phases (next paragraph).
+using TileG4 = Tile<64, 4, 32, 3>;
+
+// ws ("warp-specialised"): g4's 8 scanning warps plus 8 staging warps per block and two tile
+// buffers. The stagers load and stage tile k + 1 and store tile k - 1's y while the scanners run
+// tile k. In g4 one block does load, staging, scan and store in turn between __syncthreads,
+// which other blocks on the SM overlap at B = 16 (3 per SM) but nothing does at B = 1 (one block
+// per SM). Nsight Compute, H200, B = 1 L = 2K, g4 (2026-11-29): of the warp samples, 23.7% fall
+// in staging (20% of them issuing), 65.4% in the scan loop (35% issuing) and 10.3% in the y
+// store and the barrier before it (7% issuing: warps waiting for the block's slowest scanner).
+// Measured on an H200, B = 1 L = 2K / 8K / 32K / 128K, same runs (2026-11-29):
+//   g4                                                    234 / 905 / 3561 / 14207 us
+//   ws, 4 staging warps (2 vectors each), named barriers   239 / 916 / 3638 / 14511 us
+//     (no faster: a bar.sync over all threads kept every scanner waiting for the slowest
+//     scanner and for 4 stagers doing twice g4's per-thread staging)
+//   ws, 8 staging warps, mbarriers (scanners wait only for the stagers and the reverse)
+//                                                         195 / 747 / 2951 / 11781 us
+//   the same, scanners on scan_tile_full_pipelined (this code)  193 / 739 / 2910 / 11631 us
+//   the same with 4 staging warps at 2 blocks per SM      245 / 938 / 3718 / 14763 us
+// and at B = 16 L = 8K (one ws block per SM; g4 runs 3): g4 10.79 ms, ws 11.79 ms, ws with 4
+// staging warps at 2 blocks per SM 11.76 ms. Also rejected: (delta, delta u) interleaved as
+// float2 for one 8-byte load per step: g4 +4% (it spilled), ws +1%.
+constexpr int kWsStagers = 256;
+constexpr int kWsThreads = TileG4::kThreads + kWsStagers;
 
 enum class Mode { Full, ChunkState };
 
@@ -125,45 +161,69 @@ __device__ __forceinline__ uint4 load8(const bf16* p, int nvalid) {
   return r;
 }
 
+// One staged time tile.
+template <class Tl>
+struct Stage {
+  float u[Tl::kT][Tl::kCB];
+  float delta[Tl::kT][Tl::kCB];
+  float du[Tl::kT][Tl::kCB];  // delta * u, the input term's common factor
+  float gz[Tl::kT][Tl::kCB];  // silu(z)
+  // y = sum_n h C per (t, c), summed in the loop (reduce_scatter).
+  float ysum[Tl::kT][Tl::kCB + Tl::kYPad];
+  float B[Tl::kT][kMaxN];
+  float C[Tl::kT][kMaxN];
+};
+
+template <class Tl>
 struct Smem {
-  float u[kT][kCB];
-  float delta[kT][kCB];
-  float du[kT][kCB];  // delta * u, the input term's common factor
-  float gz[kT][kCB];  // silu(z)
-  // y = sum_n h C per (t, c), summed in the loop (reduce_scatter4). +8 columns: the four steps a
-  // warp stores at once land in distinct banks (row stride 72 = 8 mod 32 banks).
-  float ysum[kT][kCB + 8];
-  float B[kT][kMaxN];
-  float C[kT][kMaxN];
-  float bias[kCB];
-  float d_skip[kCB];
+  Stage<Tl> st;
+  float bias[Tl::kCB];
+  float d_skip[Tl::kCB];
+};
+
+struct WsSmem {
+  Stage<TileG4> st[2];
+  float bias[TileG4::kCB];
+  float d_skip[TileG4::kCB];
+  uint64_t full[2];  // stagers -> scanners: buffer i holds a staged tile
+  uint64_t done[2];  // scanners -> stagers: buffer i is scanned (ysum written, inputs read)
+};
+
+// The staging work of a tile is split over kNT threads (tid in [0, kNT)): kDVec 16-byte vectors
+// of each [L, D] tensor per thread, and one B or C half-row for threads below 4 kT.
+template <class Tl, int kNT>
+struct Staging {
+  static constexpr int kDVec = Tl::kT * Tl::kVecPerRow / kNT;
+  static_assert(kDVec >= 1 && kDVec * kNT == Tl::kT * Tl::kVecPerRow, "whole vectors per thread");
+  static_assert(Tl::kT * 2 * 2 <= kNT, "at most one 16-byte B or C vector per thread per tile");
 };
 
 // Raw bf16 of one tile, held in registers between its load and its staging.
+template <class Tl, int kNT>
 struct Prefetch {
+  static constexpr int kDVec = Staging<Tl, kNT>::kDVec;
   uint4 u[kDVec], dt[kDVec], z[kDVec];
   uint4 bc;
 };
 
-template <Mode kMode, bool kVec>
-__device__ __forceinline__ void load_tile(const Params& p, int64_t b, int64_t c0, int64_t t0,
-                                          int64_t t_end, Prefetch& f) {
-  const int tid = threadIdx.x;
+template <class Tl, int kNT, Mode kMode, bool kVec>
+__device__ __forceinline__ void load_tile(const Params& p, int tid, int64_t b, int64_t c0,
+                                          int64_t t0, int64_t t_end, Prefetch<Tl, kNT>& f) {
 #pragma unroll
-  for (int k = 0; k < kDVec; ++k) {
-    const int v = tid + k * kThreads;
-    const int64_t t = t0 + v / kVecPerRow;
-    const int64_t c = c0 + (v % kVecPerRow) * 8;
+  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
+    const int v = tid + k * kNT;
+    const int64_t t = t0 + v / Tl::kVecPerRow;
+    const int64_t c = c0 + (v % Tl::kVecPerRow) * 8;
     const int nvalid = (t < t_end && c < p.dim) ? clamp8(p.dim - c) : 0;
     f.u[k] = load8<kVec>(p.u + b * p.u_bs + t * p.u_rs + c, nvalid);
     f.dt[k] = load8<kVec>(p.dt + b * p.dt_bs + t * p.dt_rs + c, nvalid);
     if (kMode == Mode::Full && p.z != nullptr)
       f.z[k] = load8<kVec>(p.z + b * p.z_bs + t * p.z_rs + c, nvalid);
   }
-  // B rows by threads [0, 128), C rows by [128, 256): row t, half h covers n in [8h, 8h + 8).
-  const bool is_c = tid >= 2 * kT;
-  if (tid >= 4 * kT || (kMode == Mode::ChunkState && is_c)) return;
-  const int v = is_c ? tid - 2 * kT : tid;
+  // B rows by threads [0, 2 kT), C rows by [2 kT, 4 kT): row t, half h covers n in [8h, 8h + 8).
+  const bool is_c = tid >= 2 * Tl::kT;
+  if (tid >= 4 * Tl::kT || (kMode == Mode::ChunkState && is_c)) return;
+  const int v = is_c ? tid - 2 * Tl::kT : tid;
   const int64_t t = t0 + v / 2;
   const int n0 = (v % 2) * 8;
   const int nvalid = t < t_end ? clamp8(p.dstate - n0) : 0;
@@ -171,22 +231,22 @@ __device__ __forceinline__ void load_tile(const Params& p, int64_t b, int64_t c0
   f.bc = p.bc_vec ? load8<true>(src + n0, nvalid) : load8<false>(src + n0, nvalid);
 }
 
-template <Mode kMode>
-__device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t t_end,
-                                           const Prefetch& f, Smem& s) {
-  const int tid = threadIdx.x;
+template <class Tl, int kNT, Mode kMode>
+__device__ __forceinline__ void stage_tile(const Params& p, int tid, int64_t t0, int64_t t_end,
+                                           const Prefetch<Tl, kNT>& f, const float* bias,
+                                           Stage<Tl>& s) {
 #pragma unroll
-  for (int k = 0; k < kDVec; ++k) {
-    const int v = tid + k * kThreads;
-    const int row = v / kVecPerRow;
-    const int col = (v % kVecPerRow) * 8;
+  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
+    const int v = tid + k * kNT;
+    const int row = v / Tl::kVecPerRow;
+    const int col = (v % Tl::kVecPerRow) * 8;
     const bool valid_t = t0 + row < t_end;
     float uu[8], dd[8];
     dev::bf16x8_to_f32(f.u[k], uu);
     dev::bf16x8_to_f32(f.dt[k], dd);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const float pre = dd[i] + s.bias[col + i];
+      const float pre = dd[i] + bias[col + i];
       // Steps past the end get delta = 0: exp(0 * A) = 1 and no input, so h is unchanged.
       dd[i] = valid_t ? (p.softplus ? softplus_f(pre) : pre) : 0.0f;
     }
@@ -213,9 +273,9 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
       *reinterpret_cast<float4*>(&s.gz[row][col + 4]) = make_float4(zz[4], zz[5], zz[6], zz[7]);
     }
   }
-  const bool is_c = tid >= 2 * kT;
-  if (tid >= 4 * kT || (kMode == Mode::ChunkState && is_c)) return;
-  const int v = is_c ? tid - 2 * kT : tid;
+  const bool is_c = tid >= 2 * Tl::kT;
+  if (tid >= 4 * Tl::kT || (kMode == Mode::ChunkState && is_c)) return;
+  const int v = is_c ? tid - 2 * Tl::kT : tid;
   float bc[8];
   dev::bf16x8_to_f32(f.bc, bc);
   float* dst = is_c ? &s.C[v / 2][(v % 2) * 8] : &s.B[v / 2][(v % 2) * 8];
@@ -223,15 +283,15 @@ __device__ __forceinline__ void stage_tile(const Params& p, int64_t t0, int64_t 
   *reinterpret_cast<float4*>(dst + 4) = make_float4(bc[4], bc[5], bc[6], bc[7]);
 }
 
-template <bool kVec>
-__device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t c0, int64_t t0,
-                                             int64_t t_end, const Smem& s) {
-  const int tid = threadIdx.x;
+template <class Tl, int kNT, bool kVec>
+__device__ __forceinline__ void store_y_tile(const Params& p, int tid, int64_t b, int64_t c0,
+                                             int64_t t0, int64_t t_end, const float* d_skip,
+                                             const Stage<Tl>& s) {
 #pragma unroll
-  for (int k = 0; k < kDVec; ++k) {
-    const int v = tid + k * kThreads;
-    const int row = v / kVecPerRow;
-    const int col = (v % kVecPerRow) * 8;
+  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
+    const int v = tid + k * kNT;
+    const int row = v / Tl::kVecPerRow;
+    const int col = (v % Tl::kVecPerRow) * 8;
     const int64_t t = t0 + row;
     const int64_t c = c0 + col;
     if (t >= t_end || c >= p.dim) continue;
@@ -240,14 +300,11 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
     float src[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i)
-      src[i] =
-          fmaf(s.d_skip[col + i], s.u[row][col + i], s.ysum[row][col + i]) * s.gz[row][col + i];
+      src[i] = fmaf(d_skip[col + i], s.u[row][col + i], s.ysum[row][col + i]) * s.gz[row][col + i];
     if (kVec) {
       uint32_t w[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        w[i] = uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(src[2 * i]))) |
-               (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(src[2 * i + 1]))) << 16);
+      for (int i = 0; i < 4; ++i) w[i] = dev::pack_bf16x2(src[2 * i], src[2 * i + 1]);
       *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
     } else {
       const int nvalid = clamp8(p.dim - c);
@@ -258,49 +315,206 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int64_t b, int64_t
   }
 }
 
-// One step of h = exp(delta A) h + delta B u for this thread's kNPer entries (jamba-spec §2.4
+// kN consecutive floats from shared memory (16- or 8-byte aligned).
+template <int kN>
+__device__ __forceinline__ void load_row(const float* p, float (&v)[kN]) {
+  if constexpr (kN == 4) {
+    const float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  } else {
+    static_assert(kN == 2, "2 or 4 entries");
+    const float2 q = *reinterpret_cast<const float2*>(p);
+    v[0] = q.x;
+    v[1] = q.y;
+  }
+}
+
+// One step of h = exp(delta A) h + delta B u for this thread's kN entries (jamba-spec §2.4
 // steps 8-9), with du = delta * u from staging and A2 = A log2(e).
+template <int kN>
 __device__ __forceinline__ void advance_state(float d, float du, const float* B_row,
-                                              const float (&A2)[kNPer], float (&h)[kNPer]) {
-  const float4 b4 = *reinterpret_cast<const float4*>(B_row);
-  const float bv[kNPer] = {b4.x, b4.y, b4.z, b4.w};
+                                              const float (&A2)[kN], float (&h)[kN]) {
+  float bv[kN];
+  load_row(B_row, bv);
 #pragma unroll
-  for (int j = 0; j < kNPer; ++j) h[j] = fmaf(exp2_decay(d * A2[j]), h[j], bv[j] * du);
+  for (int j = 0; j < kN; ++j) h[j] = fmaf(exp2_decay(d * A2[j]), h[j], bv[j] * du);
 }
 
-// Which of kG = 4 consecutive steps thread g of a channel ends up holding in reduce_scatter4.
+// This thread's part of y = sum_n h C: its kN entries, in a fixed order.
+template <int kN>
+__device__ __forceinline__ float partial_y(const float* C_row, const float (&h)[kN]) {
+  float cv[kN];
+  load_row(C_row, cv);
+  float y = h[0] * cv[0];
+#pragma unroll
+  for (int j = 1; j < kN; ++j) y = fmaf(h[j], cv[j], y);
+  return y;
+}
+
+// Which of kG consecutive steps thread g of a channel ends up holding in reduce_scatter: round
+// i keeps the upper half of the live steps when bit i of g is set.
+template <int kG>
 __device__ __forceinline__ int reduce_step(int g) {
-  return (g & 1) * 2 + (g >> 1);
+  int step = 0;
+#pragma unroll
+  for (int i = 0; (1 << i) < kG; ++i) step += ((g >> i) & 1) * (kG >> (i + 1));
+  return step;
 }
 
-// The 4 threads of a channel each hold partial sums yp[k] (their 4 state entries) for steps
-// k = 0..3; returns the full sum over all 16 entries of step reduce_step(g). Two butterfly rounds
-// that halve the steps each time (3 shuffles instead of 4 per 4 steps), summed as (g0 + g1) +
-// (g2 + g3) whichever thread adds, so the result is the same bits on every thread and run.
-__device__ __forceinline__ float reduce_scatter4(const float (&yp)[kG], int g) {
-  static_assert(kG == 4, "two rounds for four threads");
-  const bool odd = g & 1;  // round 1, partner g ^ 1: even keeps steps 0, 1, odd keeps 2, 3
-  const float r0 = __shfl_xor_sync(0xffffffffu, odd ? yp[0] : yp[2], 1);
-  const float r1 = __shfl_xor_sync(0xffffffffu, odd ? yp[1] : yp[3], 1);
-  const float a0 = (odd ? yp[2] : yp[0]) + r0;  // this pair's sum for its first kept step
-  const float a1 = (odd ? yp[3] : yp[1]) + r1;
-  const bool hi = g & 2;  // round 2, partner g ^ 2 (the other pair): lo keeps a0, hi keeps a1
-  const float r = __shfl_xor_sync(0xffffffffu, hi ? a0 : a1, 2);
-  return (hi ? a1 : a0) + r;
+// The kG threads of a channel each hold partial sums yp[k] (their entries) for steps
+// k = 0..kG-1; returns the full sum over all entries of step reduce_step(g). log2(kG) butterfly
+// rounds (partner g ^ 2^i) that halve the live steps each time: kG - 1 shuffles instead of
+// kG (kG - 1). Every step's sum is formed by one fixed tree whichever thread adds (a + b = b + a
+// in IEEE), so the result is the same bits on every run.
+template <int kG>
+__device__ __forceinline__ float reduce_scatter(const float (&yp)[kG], int g) {
+  float v[kG];
+#pragma unroll
+  for (int k = 0; k < kG; ++k) v[k] = yp[k];
+#pragma unroll
+  for (int i = 0; (1 << i) < kG; ++i) {
+    const int half = kG >> (i + 1);
+    const bool up = (g >> i) & 1;
+#pragma unroll
+    for (int j = 0; j < half; ++j) {
+      const float r = __shfl_xor_sync(0xffffffffu, up ? v[j] : v[j + half], 1 << i);
+      v[j] = (up ? v[j + half] : v[j]) + r;
+    }
+  }
+  return v[0];
 }
 
-template <Mode kMode, bool kVec>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) scan_kernel(Params p) {
+// The decay exp(delta A) and input delta B u of one step for this thread's kN entries.
+template <int kN>
+struct StepTerms {
+  float a[kN], bu[kN];
+};
+
+template <class Tl>
+__device__ __forceinline__ StepTerms<Tl::kNPer> step_terms(const Stage<Tl>& s, int tt, int cl,
+                                                           int g, const float (&A2)[Tl::kNPer]) {
+  StepTerms<Tl::kNPer> r;
+  const float d = s.delta[tt][cl], du = s.du[tt][cl];
+  float bv[Tl::kNPer];
+  load_row(&s.B[tt][g * Tl::kNPer], bv);
+#pragma unroll
+  for (int j = 0; j < Tl::kNPer; ++j) {
+    r.a[j] = exp2_decay(d * A2[j]);
+    r.bu[j] = bv[j] * du;
+  }
+  return r;
+}
+
+// scan_tile_full with the terms of group grp + 1 (shared loads, exps) written before group grp's
+// state chain, shuffles and store, so that an in-order warp has the next group's independent
+// work to issue while this group's dependent chain waits. The same operations on the same
+// values as scan_tile_full: the same bits. Measured (H200, 2026-11-29): in ws 1-2% faster at
+// B = 1 (747 -> 739 us at 8K); as g4's loop 2-3% faster at B = 1 but 0.5% slower at B = 16
+// (10.79 -> 10.84 ms, 3 blocks per SM at <= 80 registers), so g4 keeps scan_tile_full.
+template <class Tl>
+__device__ __forceinline__ void scan_tile_full_pipelined(Stage<Tl>& s, int cl, int g,
+                                                         const float (&A2)[Tl::kNPer],
+                                                         float (&h)[Tl::kNPer]) {
+  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT, kGroups = kT / kG;
+  StepTerms<kNPer> cur[kG], nxt[kG];
+#pragma unroll
+  for (int k = 0; k < kG; ++k) cur[k] = step_terms(s, k, cl, g, A2);
+  float ysum_prev = 0.0f;
+#pragma unroll
+  for (int grp = 0; grp < kGroups; ++grp) {
+    if (grp + 1 < kGroups) {
+#pragma unroll
+      for (int k = 0; k < kG; ++k) nxt[k] = step_terms(s, (grp + 1) * kG + k, cl, g, A2);
+    }
+    float yp[kG];
+#pragma unroll
+    for (int k = 0; k < kG; ++k) {
+#pragma unroll
+      for (int j = 0; j < kNPer; ++j) h[j] = fmaf(cur[k].a[j], h[j], cur[k].bu[j]);
+      yp[k] = partial_y(&s.C[grp * kG + k][g * kNPer], h);
+    }
+    if (grp > 0) s.ysum[(grp - 1) * kG + reduce_step<kG>(g)][cl] = ysum_prev;
+    ysum_prev = reduce_scatter<kG>(yp, g);
+#pragma unroll
+    for (int k = 0; k < kG; ++k) cur[k] = nxt[k];
+  }
+  s.ysum[kT - kG + reduce_step<kG>(g)][cl] = ysum_prev;
+}
+
+// The kT steps of one staged tile for this thread's entries; writes each step's sum_n h C to
+// s.ysum (Full mode).
+template <class Tl>
+__device__ __forceinline__ void scan_tile_full(Stage<Tl>& s, int cl, int g,
+                                               const float (&A2)[Tl::kNPer],
+                                               float (&h)[Tl::kNPer]) {
+  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT;
+  // Each group's sum is stored one group late, after the next group's loads and exps in
+  // program order: stored at once, it would keep those loads behind it (and so behind its
+  // shuffles) in the in-order issue.
+  float ysum_prev = 0.0f;
+#pragma unroll
+  for (int grp = 0; grp < kT / kG; ++grp) {
+    // kG steps in registers, then one reduction for all of them: no shared-memory store between
+    // one step's loads and the next's, so the compiler can issue the loads and exps of all kG
+    // steps ahead of the state chain (a per-step store had serialised the steps).
+    float yp[kG];
+#pragma unroll
+    for (int k = 0; k < kG; ++k) {
+      const int tt = grp * kG + k;
+      advance_state(s.delta[tt][cl], s.du[tt][cl], &s.B[tt][g * kNPer], A2, h);
+      yp[k] = partial_y(&s.C[tt][g * kNPer], h);
+    }
+    if (grp > 0) s.ysum[(grp - 1) * kG + reduce_step<kG>(g)][cl] = ysum_prev;
+    ysum_prev = reduce_scatter<kG>(yp, g);
+  }
+  s.ysum[kT - kG + reduce_step<kG>(g)][cl] = ysum_prev;
+}
+
+// A2 = A * log2(e), A = -exp(A_log) in fp32 (jamba-spec §2.4 step 8), so that
+// exp(delta * A) = 2^(delta * A2); entries n >= N get A2 = 0 and B = C = 0, so they stay 0 and
+// contribute nothing. h = the chunk's initial state (zeros without one).
+template <int kN>
+__device__ __forceinline__ void init_state(const Params& p, int64_t b, int64_t chunk, int64_t c,
+                                           int g, float (&A2)[kN], float (&h)[kN]) {
+  const bool c_ok = c < p.dim;
+  const int64_t sidx = c * p.dstate;
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    const int n = g * kN + j;
+    const bool ok = c_ok && n < p.dstate;
+    A2[j] = ok ? -expf(p.A_log[sidx + n]) * kLog2e : 0.0f;
+    h[j] = (ok && p.state_in != nullptr)
+               ? p.state_in[((b * p.state_in_chunks + chunk) * p.dim + c) * p.dstate + n]
+               : 0.0f;
+  }
+}
+
+template <int kN>
+__device__ __forceinline__ void write_state(const Params& p, int64_t b, int64_t c, int g,
+                                            const float (&h)[kN]) {
+  if (c >= p.dim || p.state_out == nullptr) return;
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    const int n = g * kN + j;
+    if (n < p.dstate) p.state_out[(b * p.dim + c) * p.dstate + n] = h[j];
+  }
+}
+
+template <class Tl, Mode kMode, bool kVec>
+__global__ void __launch_bounds__(Tl::kThreads, Tl::kMinBlocks) scan_kernel(Params p) {
+  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT, kCB = Tl::kCB, kNT = Tl::kThreads;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  Smem<Tl>& s = *reinterpret_cast<Smem<Tl>*>(smem_raw);
   const int tid = threadIdx.x;
   const int cl = tid / kG;  // channel within the block
-  const int g = tid % kG;   // which 4 state entries
+  const int g = tid % kG;   // which kNPer state entries
   const int64_t b = blockIdx.z;
   const int64_t chunk = blockIdx.y;
   const int64_t c0 = int64_t(blockIdx.x) * kCB;
   const int64_t c = c0 + cl;
-  const bool c_ok = c < p.dim;
   const int64_t t_begin = chunk * p.chunk_len;
   const int64_t t_stop = min(p.seqlen, t_begin + p.chunk_len);
 
@@ -309,79 +523,34 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) scan_kernel(Params 
     s.bias[tid] = (p.dt_bias != nullptr && ok) ? p.dt_bias[c0 + tid] : 0.0f;
     s.d_skip[tid] = (kMode == Mode::Full && p.D_skip != nullptr && ok) ? p.D_skip[c0 + tid] : 0.0f;
   }
-
-  // A2 = A * log2(e), A = -exp(A_log) in fp32 (jamba-spec §2.4 step 8), so that
-  // exp(delta * A) = 2^(delta * A2); entries n >= N get A2 = 0 and
-  // B = C = 0, so they stay 0 and contribute nothing.
   float A2[kNPer], h[kNPer];
-  const int64_t sidx = c * p.dstate;
-#pragma unroll
-  for (int j = 0; j < kNPer; ++j) {
-    const int n = g * kNPer + j;
-    const bool ok = c_ok && n < p.dstate;
-    A2[j] = ok ? -expf(p.A_log[sidx + n]) * kLog2e : 0.0f;
-    h[j] = (ok && p.state_in != nullptr)
-               ? p.state_in[((b * p.state_in_chunks + chunk) * p.dim + c) * p.dstate + n]
-               : 0.0f;
-  }
+  init_state(p, b, chunk, c, g, A2, h);
   float delta_sum = 0.0f;
 
-  Prefetch f;
-  load_tile<kMode, kVec>(p, b, c0, t_begin, t_stop, f);
+  Prefetch<Tl, kNT> f;
+  load_tile<Tl, kNT, kMode, kVec>(p, tid, b, c0, t_begin, t_stop, f);
   for (int64_t t0 = t_begin; t0 < t_stop; t0 += kT) {
     __syncthreads();  // previous tile's compute and y store are done with shared memory
-    stage_tile<kMode>(p, t0, t_stop, f, s);
+    stage_tile<Tl, kNT, kMode>(p, tid, t0, t_stop, f, s.bias, s.st);
     __syncthreads();
-    if (t0 + kT < t_stop) load_tile<kMode, kVec>(p, b, c0, t0 + kT, t_stop, f);
+    if (t0 + kT < t_stop) load_tile<Tl, kNT, kMode, kVec>(p, tid, b, c0, t0 + kT, t_stop, f);
     if (kMode == Mode::Full) {
-      // Each group's sum is stored one group late, after the next group's loads and exps in
-      // program order: stored at once, it would keep those loads behind it (and so behind its
-      // shuffles) in the in-order issue.
-      float ysum_prev = 0.0f;
-#pragma unroll
-      for (int grp = 0; grp < kT / kG; ++grp) {
-        // kG steps in registers, then one reduction for all of them: no shared-memory store
-        // between one step's loads and the next's, so the compiler can issue the loads and exps
-        // of all kG steps ahead of the state chain (the per-step store had serialised the steps).
-        float yp[kG];
-#pragma unroll
-        for (int k = 0; k < kG; ++k) {
-          const int tt = grp * kG + k;
-          advance_state(s.delta[tt][cl], s.du[tt][cl], &s.B[tt][g * kNPer], A2, h);
-          const float4 c4 = *reinterpret_cast<const float4*>(&s.C[tt][g * kNPer]);
-          float y = h[0] * c4.x;
-          y = fmaf(h[1], c4.y, y);
-          y = fmaf(h[2], c4.z, y);
-          yp[k] = fmaf(h[3], c4.w, y);
-        }
-        if (grp > 0) s.ysum[(grp - 1) * kG + reduce_step(g)][cl] = ysum_prev;
-        ysum_prev = reduce_scatter4(yp, g);
-      }
-      s.ysum[kT - kG + reduce_step(g)][cl] = ysum_prev;
+      scan_tile_full<Tl>(s.st, cl, g, A2, h);
+      __syncthreads();
+      store_y_tile<Tl, kNT, kVec>(p, tid, b, c0, t0, t_stop, s.d_skip, s.st);
     } else {
 #pragma unroll 4
       for (int tt = 0; tt < kT; ++tt) {
-        const float d = s.delta[tt][cl];
-        advance_state(d, s.du[tt][cl], &s.B[tt][g * kNPer], A2, h);
+        const float d = s.st.delta[tt][cl];
+        advance_state(d, s.st.du[tt][cl], &s.st.B[tt][g * kNPer], A2, h);
         delta_sum += d;
       }
     }
-    if (kMode == Mode::Full) {
-      __syncthreads();
-      store_y_tile<kVec>(p, b, c0, t0, t_stop, s);
-    }
   }
 
-  if (!c_ok) return;
   if (kMode == Mode::Full) {
-    if (p.state_out != nullptr) {
-#pragma unroll
-      for (int j = 0; j < kNPer; ++j) {
-        const int n = g * kNPer + j;
-        if (n < p.dstate) p.state_out[(b * p.dim + c) * p.dstate + n] = h[j];
-      }
-    }
-  } else {
+    write_state(p, b, c, g, h);
+  } else if (c < p.dim) {
     const int64_t nchunks = gridDim.y;
     const int64_t w = (b * nchunks + chunk) * p.dim + c;
 #pragma unroll
@@ -391,6 +560,97 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) scan_kernel(Params 
     }
     if (g == 0) p.ws_s[w] = delta_sum;
   }
+}
+
+// mbarriers in shared memory (PTX ISA: mbarrier; arrive has release and try_wait acquire
+// semantics at CTA scope, so the shared-memory writes before an arrive are visible after the
+// wait that observes its phase).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;" ::"r"(dev::smem_addr(bar)), "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("{ .reg .b64 st; mbarrier.arrive.shared.b64 st, [%0]; }" ::"r"(dev::smem_addr(bar))
+               : "memory");
+}
+// Waits until the phase with this parity (0, 1, 0, ... for its 1st, 2nd, 3rd completion) is done
+// (try_wait suspends the warp for a while in hardware instead of spinning on issue slots).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(dev::smem_addr(bar)), "r"(parity)
+        : "memory");
+}
+
+// Full mode only (single pass, and pass 3 of the chunked scan). Warps 0-7 scan exactly as g4's
+// threads do (same entries per thread, same order of operations: the same bits); warps 8-15
+// stage, one (t, c) vector each per tile as in g4. Tile k uses buffer k % 2: the stagers fill it
+// once tile k - 2 has been scanned and its y stored, so they run one tile ahead. mbarriers, not
+// named barriers: a scanner warp waits for the stagers only, never for the other scanners, and
+// the reverse.
+template <bool kVec>
+__global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
+  using Tl = TileG4;
+  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT, kCB = Tl::kCB;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  WsSmem& s = *reinterpret_cast<WsSmem*>(smem_raw);
+  const int tid = threadIdx.x;
+  const int64_t b = blockIdx.z;
+  const int64_t chunk = blockIdx.y;
+  const int64_t c0 = int64_t(blockIdx.x) * kCB;
+  const int64_t t_begin = chunk * p.chunk_len;
+  const int64_t t_stop = min(p.seqlen, t_begin + p.chunk_len);
+  const int ntiles = static_cast<int>((t_stop - t_begin + kT - 1) / kT);
+
+  if (tid < kCB) {
+    const bool ok = c0 + tid < p.dim;
+    s.bias[tid] = (p.dt_bias != nullptr && ok) ? p.dt_bias[c0 + tid] : 0.0f;
+    s.d_skip[tid] = (p.D_skip != nullptr && ok) ? p.D_skip[c0 + tid] : 0.0f;
+  }
+  if (tid == 0) {
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(&s.full[i], kWsStagers);
+      mbar_init(&s.done[i], Tl::kThreads);
+    }
+  }
+  __syncthreads();
+
+  if (tid < Tl::kThreads) {  // scanners
+    const int cl = tid / kG, g = tid % kG;
+    const int64_t c = c0 + cl;
+    float A2[kNPer], h[kNPer];
+    init_state(p, b, chunk, c, g, A2, h);
+    for (int k = 0; k < ntiles; ++k) {
+      mbar_wait(&s.full[k & 1], (k >> 1) & 1);
+      scan_tile_full_pipelined<Tl>(s.st[k & 1], cl, g, A2, h);
+      mbar_arrive(&s.done[k & 1]);
+    }
+    write_state(p, b, c, g, h);
+    return;
+  }
+
+  // Stagers. Each reads (for its y store) and writes (staging) the same (row, column) vector of
+  // a buffer, and the B / C rows it stages are not read by the store, so no barrier among them.
+  const int st = tid - Tl::kThreads;
+  auto store = [&](int k) {  // y of tile k, once the scanners are done with it
+    mbar_wait(&s.done[k & 1], (k >> 1) & 1);
+    store_y_tile<Tl, kWsStagers, kVec>(p, st, b, c0, t_begin + int64_t(k) * kT, t_stop, s.d_skip,
+                                       s.st[k & 1]);
+  };
+  Prefetch<Tl, kWsStagers> f;
+  load_tile<Tl, kWsStagers, Mode::Full, kVec>(p, st, b, c0, t_begin, t_stop, f);
+  for (int k = 0; k < ntiles; ++k) {
+    const int64_t t0 = t_begin + int64_t(k) * kT;
+    if (k >= 2) store(k - 2);
+    stage_tile<Tl, kWsStagers, Mode::Full>(p, st, t0, t_stop, f, s.bias, s.st[k & 1]);
+    if (k + 1 < ntiles)
+      load_tile<Tl, kWsStagers, Mode::Full, kVec>(p, st, b, c0, t0 + kT, t_stop, f);
+    mbar_arrive(&s.full[k & 1]);
+  }
+  for (int k = max(0, ntiles - 2); k < ntiles; ++k) store(k);
 }
 
 // Pass 2 of the chunked scan: one thread per (b, c, n), sequential over chunks. Turns each
@@ -419,21 +679,34 @@ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
-template <Mode kMode, bool kVec>
+template <class Tl, Mode kMode, bool kVec>
 void launch_scan(const Params& p, dim3 grid, cudaStream_t stream) {
-  // (45.5 KB since kT = 32, under the 48 KB default; kept so a larger tile keeps working.)
-  allow_dynamic_smem<scan_kernel<kMode, kVec>>(sizeof(Smem));
-  scan_kernel<kMode, kVec><<<grid, kThreads, sizeof(Smem), stream>>>(p);
+  // (45.5 KB, under the 48 KB default; kept so a larger tile keeps working.)
+  allow_dynamic_smem<scan_kernel<Tl, kMode, kVec>>(sizeof(Smem<Tl>));
+  scan_kernel<Tl, kMode, kVec><<<grid, Tl::kThreads, sizeof(Smem<Tl>), stream>>>(p);
   JB_LAUNCH("scan_kernel");
 }
 
-template <Mode kMode>
-void launch_scan(const Params& p, bool vec, dim3 grid, cudaStream_t stream) {
-  if (vec)
-    launch_scan<kMode, true>(p, grid, stream);
-  else
-    launch_scan<kMode, false>(p, grid, stream);
+template <bool kVec>
+void launch_scan_ws(const Params& p, dim3 grid, cudaStream_t stream) {
+  allow_dynamic_smem<scan_ws_kernel<kVec>>(sizeof(WsSmem));  // 91 KB
+  scan_ws_kernel<kVec><<<grid, kWsThreads, sizeof(WsSmem), stream>>>(p);
+  JB_LAUNCH("scan_ws_kernel");
 }
+
+// ws has no ChunkState kernel: the chunked scan's pass 1 runs g4 (same tile shape and steps).
+template <Mode kMode>
+void launch_scan(const Params& p, ScanTile tile, bool vec, dim3 grid, cudaStream_t stream) {
+  if (kMode == Mode::Full && tile == ScanTile::WS)
+    vec ? launch_scan_ws<true>(p, grid, stream) : launch_scan_ws<false>(p, grid, stream);
+  else
+    vec ? launch_scan<TileG4, kMode, true>(p, grid, stream)
+        : launch_scan<TileG4, kMode, false>(p, grid, stream);
+}
+
+// Both tiles scan 64-channel blocks in 32-step tiles.
+constexpr int kBlockChannels = TileG4::kCB;
+constexpr int kTileSteps = TileG4::kT;
 
 struct InternalWorkspace {
   std::mutex mu;
@@ -446,38 +719,57 @@ InternalWorkspace& internal_ws() {
 
 }  // namespace
 
-ScanVariant selective_scan_pick(const ScanArgs& a, int64_t* chunk_len) {
-  const int64_t blocks = a.batch * ceil_div(a.dim, kCB);
-  const int64_t tiles = ceil_div(std::max<int64_t>(a.seqlen, 1), kT);
+const char* scan_tile_name(ScanTile t) {
+  switch (t) {
+    case ScanTile::G4:
+      return "g4";
+    case ScanTile::WS:
+      return "ws";
+    default:
+      return "auto";
+  }
+}
+
+ScanPlan selective_scan_pick(const ScanArgs& a) {
+  const int64_t blocks = a.batch * ceil_div(a.dim, kBlockChannels);
+  const int64_t tiles = ceil_div(std::max<int64_t>(a.seqlen, 1), kTileSteps);
   ScanVariant v = a.variant;
   if (v == ScanVariant::Auto) {
     // Single pass does half the exp work; chunking only pays when single-pass blocks would
     // leave most SMs idle (e.g. small D at batch 1) and there are enough tiles to split.
     v = (2 * blocks <= sm_count() && tiles >= 4) ? ScanVariant::Chunked : ScanVariant::SinglePass;
   }
-  if (v == ScanVariant::SinglePass || tiles < 2) {
-    *chunk_len = tiles * kT;
-    return ScanVariant::SinglePass;
+  ScanPlan plan;
+  plan.variant = ScanVariant::SinglePass;
+  plan.chunk_len = tiles * kTileSteps;
+  if (v == ScanVariant::Chunked && tiles >= 2) {
+    int64_t len = a.chunk_len;
+    if (len <= 0) {
+      // About 4 blocks per SM in passes 1 and 3.
+      const int64_t want_chunks = std::max<int64_t>(2, ceil_div(4 * sm_count(), blocks));
+      len = ceil_div(tiles, std::min(want_chunks, tiles)) * kTileSteps;
+    }
+    len = ceil_div(len, kTileSteps) * kTileSteps;
+    if (len < a.seqlen) {
+      plan.variant = ScanVariant::Chunked;
+      plan.chunk_len = len;
+    }
   }
-  int64_t len = a.chunk_len;
-  if (len <= 0) {
-    // About 4 blocks per SM in passes 1 and 3.
-    const int64_t want_chunks = std::max<int64_t>(2, ceil_div(4 * sm_count(), blocks));
-    len = ceil_div(tiles, std::min(want_chunks, tiles)) * kT;
+  plan.tile = a.tile;
+  if (plan.tile == ScanTile::Auto) {
+    // ws for a single pass of at most one g4 block per SM, where nothing overlaps g4's phases
+    // (batch 1 at d_inner 8192: 128 blocks); g4 otherwise, including the chunked scan's pass
+    // 3, which is sized for ~4 blocks per SM. (At B = 16, L = 8K: g4 10.79 ms, ws 11.79 ms.)
+    plan.tile = plan.variant == ScanVariant::SinglePass && blocks <= sm_count() ? ScanTile::WS
+                                                                                : ScanTile::G4;
   }
-  len = ceil_div(len, kT) * kT;
-  if (len >= a.seqlen) {
-    *chunk_len = tiles * kT;
-    return ScanVariant::SinglePass;
-  }
-  *chunk_len = len;
-  return ScanVariant::Chunked;
+  return plan;
 }
 
 size_t selective_scan_workspace_bytes(const ScanArgs& a) {
-  int64_t len = 0;
-  if (selective_scan_pick(a, &len) != ScanVariant::Chunked) return 0;
-  const int64_t nchunks = ceil_div(a.seqlen, len);
+  const ScanPlan plan = selective_scan_pick(a);
+  if (plan.variant != ScanVariant::Chunked) return 0;
+  const int64_t nchunks = ceil_div(a.seqlen, plan.chunk_len);
   return static_cast<size_t>(a.batch * nchunks * a.dim * (a.dstate + 1)) * sizeof(float);
 }
 
@@ -533,16 +825,17 @@ std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream) {
              aligned16(a.dt) && aligned16(a.y);
   if (a.z) vec = vec && p.z_rs % 8 == 0 && p.z_bs % 8 == 0 && aligned16(a.z);
 
-  int64_t len = 0;
-  const ScanVariant v = selective_scan_pick(a, &len);
-  const unsigned cblocks = static_cast<unsigned>(ceil_div(a.dim, kCB));
-  const std::string io = vec ? "" : ",scalar";
-  if (v == ScanVariant::SinglePass) {
+  const ScanPlan plan = selective_scan_pick(a);
+  const int64_t len = plan.chunk_len;
+  const unsigned cblocks = static_cast<unsigned>(ceil_div(a.dim, kBlockChannels));
+  const std::string io = std::string(",") + scan_tile_name(plan.tile) + (vec ? "" : ",scalar");
+  if (plan.variant == ScanVariant::SinglePass) {
     p.state_in = a.ssm_state_in;
     p.state_in_chunks = 1;
     p.state_out = a.ssm_state_out;
     p.chunk_len = len;
-    launch_scan<Mode::Full>(p, vec, dim3(cblocks, 1, static_cast<unsigned>(a.batch)), stream);
+    launch_scan<Mode::Full>(p, plan.tile, vec, dim3(cblocks, 1, static_cast<unsigned>(a.batch)),
+                            stream);
     return "single" + io;
   }
 
@@ -570,7 +863,7 @@ std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream) {
   p.state_in = nullptr;
   p.state_in_chunks = 1;
   p.state_out = nullptr;
-  launch_scan<Mode::ChunkState>(p, vec, grid, stream);
+  launch_scan<Mode::ChunkState>(p, plan.tile, vec, grid, stream);
   // Pass 2: true initial state of every chunk, and the final state.
   const int64_t n2 = a.batch * a.dim * a.dstate;
   scan_combine_kernel<<<static_cast<unsigned>(ceil_div(n2, 256)), 256, 0, stream>>>(
@@ -580,7 +873,7 @@ std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream) {
   p.state_in = p.ws_h;
   p.state_in_chunks = nchunks;
   p.state_out = nullptr;
-  launch_scan<Mode::Full>(p, vec, grid, stream);
+  launch_scan<Mode::Full>(p, plan.tile, vec, grid, stream);
   return "chunked(c=" + std::to_string(len) + ")" + io;
 }
 

@@ -11,14 +11,15 @@
 // R + 2N) are read in place. ssm_state [B, D, N] fp32 (in and out may be the same buffer).
 //
 // Variants (KernelRun.variant):
-//   "single"         one pass, one block = 64 channels x 4 threads per channel (4 of the N = 16
-//                    states each), sequential over all of L; time tiles of 32 steps staged in
-//                    shared memory, the next tile prefetched into registers during compute.
+//   "single"         one pass, one block = 64 channels x 4 threads (tile g4 or ws below),
+//                    sequential over all of L; time tiles staged in shared memory, the next tile
+//                    prefetched into registers during compute.
 //   "chunked(c=...)" L split in chunks run by different blocks: (1) each chunk's end state from
 //                    zero and sum(delta); (2) a sequential combine over chunks gives each chunk
 //                    its true initial state (h = exp(A * sum delta) * h + h_local); (3) the
 //                    single-pass kernel per chunk from that state. Twice the exp work, used only
 //                    when batch x channel blocks cannot fill the GPU.
+// followed by the tile (",g4" or ",ws"; a chunked scan pinned to ws runs its pass 1 on g4).
 // Supported: d_state <= 16, any L, any D, batch <= 65535. Deterministic (no atomics).
 #pragma once
 #include <cstddef>
@@ -30,6 +31,13 @@
 namespace jb::cuda {
 
 enum class ScanVariant { Auto, SinglePass, Chunked };
+// Block organisation (selective_scan.cu), both over 64 channels x 4 threads of 4 state entries
+// and 32-step tiles: g4, every thread stages, scans and stores in turn (3 blocks per SM); ws,
+// 8 more warps stage the next tile and store the last one while 8 warps scan (two tile buffers,
+// one block per SM). Auto: ws for a single pass of at most one block per SM (batch 1 at
+// d_inner 8192), g4 otherwise. The same bits either way.
+enum class ScanTile { Auto, G4, WS };
+const char* scan_tile_name(ScanTile t);
 
 struct ScanArgs {
   int64_t batch = 1, seqlen = 0, dim = 0, dstate = 16;
@@ -53,6 +61,7 @@ struct ScanArgs {
   int64_t y_row_stride = 0, y_batch_stride = 0;
 
   ScanVariant variant = ScanVariant::Auto;
+  ScanTile tile = ScanTile::Auto;
   // Chunked: tokens per chunk (rounded up to a multiple of 32); 0 = heuristic.
   int64_t chunk_len = 0;
   // Chunked scratch (selective_scan_workspace_bytes); null = an internal grow-only buffer
@@ -61,11 +70,17 @@ struct ScanArgs {
   size_t workspace_bytes = 0;
 };
 
-// The variant Auto would pick and its chunk length (1 chunk = single pass).
-ScanVariant selective_scan_pick(const ScanArgs& a, int64_t* chunk_len);
+// What runs: variant and tile with Auto resolved, and the chunk length (one chunk = single pass).
+struct ScanPlan {
+  ScanVariant variant = ScanVariant::SinglePass;
+  ScanTile tile = ScanTile::G4;
+  int64_t chunk_len = 0;
+};
+ScanPlan selective_scan_pick(const ScanArgs& a);
 size_t selective_scan_workspace_bytes(const ScanArgs& a);
 
-// Runs the scan on `stream`; returns the variant that ran ("single", "chunked(c=512)").
+// Runs the scan on `stream`; returns what ran ("single,ws", "chunked(c=512),g4", with ",scalar"
+// when the layout needs the unvectorised loads).
 std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream = nullptr);
 
 }  // namespace jb::cuda

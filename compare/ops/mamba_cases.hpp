@@ -6,7 +6,8 @@
 //   CONV1D(L, D, B, K, state=0|1, xstride=1|2)        prefill conv + bias + SiLU, final state
 //   CONV1D_UPDATE(D, B, K, steps)                      `steps` decode steps from a random state
 //   SSM_SCAN(L, D, N, B, state, zstride, bcpad, dtedge=none|big|tiny, underflow=0|1,
-//            variant=auto|single|chunked, chunk)       prefill scan, final state
+//            variant=auto|single|chunked, chunk, tile=auto|g4|ws)
+//                                                      prefill scan, final state
 //   SSM_UPDATE(D, N, B, steps, dtedge)                 `steps` decode steps from a random state
 //   MAMBA_LAYER(d, B, L, n)                            prefill L tokens, then n decode steps
 // Distributions (ecosystem.md §1.8): A = -exp(A_log) with A_log = log(n+1) + U(-0.05, 0.05)
@@ -570,6 +571,66 @@ inline std::vector<Case> scan_cases() {
                                      {"state", "1"},
                                      {"zstride", "2"},
                                      {"bcpad", "256"}}));
+  // Forced tiles. Auto runs ws on single passes of at most one block per SM (the short ladder
+  // cases above, D = 8192 at B = 1) and g4 elsewhere (chunked, B > 1). g4 is pinned at B = 1
+  // (L 1 and 17: single passes; 129 and 2049: chunked, pass 3 on g4 as under auto; the single
+  // g4 pass at L = 16384 is a big case); ws is pinned on single passes of 2, 3, 4 and 64 tiles
+  // (both buffers, the stagers' drain), where auto picks g4 (B > 1), on the scalar paths (D % 8,
+  // bcpad 3), N < 16, the chunked scan's pass 3, and with long memory (dtedge tiny).
+  for (const char* L : {"33", "64", "97", "2049"})
+    v.push_back(make_case("SSM_SCAN", {{"L", L},
+                                       {"D", "2064"},
+                                       {"N", "16"},
+                                       {"B", "1"},
+                                       {"state", "1"},
+                                       {"zstride", "2"},
+                                       {"variant", "single"},
+                                       {"tile", "ws"}}));
+  for (const char* L : {"1", "17", "129", "2049"})
+    v.push_back(make_case("SSM_SCAN", {{"L", L},
+                                       {"D", "2064"},
+                                       {"N", "16"},
+                                       {"B", "1"},
+                                       {"state", "1"},
+                                       {"zstride", "2"},
+                                       {"tile", "g4"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "129"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "8"},
+                                     {"state", "1"},
+                                     {"zstride", "2"},
+                                     {"bcpad", "256"},
+                                     {"tile", "ws"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "200"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "2"},
+                                     {"state", "1"},
+                                     {"bcpad", "3"},
+                                     {"tile", "ws"}}));
+  for (const char* N : {"4", "1"})
+    v.push_back(make_case(
+        "SSM_SCAN",
+        {{"L", "65"}, {"D", "1000"}, {"N", N}, {"B", "2"}, {"state", "1"}, {"tile", "ws"}}));
+  v.push_back(make_case(
+      "SSM_SCAN",
+      {{"L", "129"}, {"D", "7"}, {"N", "16"}, {"B", "1"}, {"zstride", "2"}, {"tile", "ws"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "2049"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "2"},
+                                     {"state", "1"},
+                                     {"variant", "chunked"},
+                                     {"chunk", "96"},
+                                     {"tile", "ws"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "2049"},
+                                     {"D", "1000"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"dtedge", "tiny"},
+                                     {"tile", "ws"}}));
   // Big: Jamba-v0.1 widths (d_inner 8192, d_state 16), up to L = 64K, batch 8.
   v.push_back(make_case("SSM_SCAN", {{"L", "4097"},
                                      {"D", "8192"},
@@ -582,6 +643,13 @@ inline std::vector<Case> scan_cases() {
   v.push_back(make_case(
       "SSM_SCAN",
       {{"L", "16384"}, {"D", "8192"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"big", "1"}}));
+  v.push_back(make_case("SSM_SCAN", {{"L", "16384"},
+                                     {"D", "8192"},
+                                     {"N", "16"},
+                                     {"B", "1"},
+                                     {"state", "1"},
+                                     {"tile", "g4"},
+                                     {"big", "1"}}));
   v.push_back(make_case("SSM_SCAN", {{"L", "65536"},
                                      {"D", "8192"},
                                      {"N", "16"},

@@ -91,9 +91,10 @@ using TileG4 = Tile<64, 4, 32, 3>;
 // per SM). Nsight Compute, H200, B = 1 L = 2K, g4 (2026-11-29): of the warp samples, 23.7% fall
 // in staging (20% of them issuing), 65.4% in the scan loop (35% issuing) and 10.3% in the y
 // store and the barrier before it (7% issuing: warps waiting for the block's slowest scanner).
-// Measured on an H200, B = 1 L = 2K / 8K / 32K / 128K, same runs (2026-11-29):
+// Measured on an H200, B = 1 L = 2K / 8K / 32K / 128K (2026-11-29; results/h200-2026-11-29f,
+// calls 2, 6 and 7):
 //   g4                                                    234 / 905 / 3561 / 14207 us
-//   ws, 4 staging warps (2 vectors each), named barriers   239 / 916 / 3638 / 14511 us
+//   ws, 4 staging warps (2 vectors each), named barriers   239 / 915 / 3638 / 14513 us
 //     (no faster: a bar.sync over all threads kept every scanner waiting for the slowest
 //     scanner and for 4 stagers doing twice g4's per-thread staging)
 //   ws, 8 staging warps, mbarriers (scanners wait only for the stagers and the reverse)

@@ -61,7 +61,7 @@ struct Tile {
   // ysum row padding: the kG steps a channel's threads store at once (rows r..r+kG-1, 32 / kG
   // channels per warp) land in distinct banks (row stride = kCB + 32 / kG = 32 / kG mod 32).
   static constexpr int kYPad = 32 / kG;
-  static_assert(kNPer == 2 || kNPer == 4, "2 or 4 state entries per thread");
+  static_assert(kNPer == 4, "4 state entries per thread (one float4 of B, C per step)");
   static_assert(kT % kG == 0, "whole step groups per tile");
 };
 // g4: 64 channels x 4 threads x 4 entries, 32-step tiles, 3 blocks per SM (<= 80 registers).
@@ -104,7 +104,8 @@ using TileG4 = Tile<64, 4, 32, 3>;
 // and at B = 16 L = 8K (one ws block per SM; g4 runs 3): g4 10.79 ms, ws 11.79 ms, ws with 4
 // staging warps at 2 blocks per SM 11.76 ms. Also rejected: (delta, delta u) interleaved as
 // float2 for one 8-byte load per step: g4 +4% (it spilled), ws +1%.
-constexpr int kWsStagers = 256;
+// The stagers take g4's staging split (Staging<TileG4>): one staging thread per g4 thread.
+constexpr int kWsStagers = TileG4::kThreads;
 constexpr int kWsThreads = TileG4::kThreads + kWsStagers;
 
 enum class Mode { Full, ChunkState };
@@ -190,29 +191,32 @@ struct WsSmem {
   uint64_t done[2];  // scanners -> stagers: buffer i is scanned (ysum written, inputs read)
 };
 
-// The staging work of a tile is split over kNT threads (tid in [0, kNT)): kDVec 16-byte vectors
-// of each [L, D] tensor per thread, and one B or C half-row for threads below 4 kT.
-template <class Tl, int kNT>
+// The staging work of a tile is split over Tl::kThreads threads (tid in [0, kThreads): g4's
+// threads, or ws's stagers, as many): kDVec 16-byte vectors of each [L, D] tensor per thread,
+// and one B or C half-row for threads below 4 kT.
+template <class Tl>
 struct Staging {
-  static constexpr int kDVec = Tl::kT * Tl::kVecPerRow / kNT;
-  static_assert(kDVec >= 1 && kDVec * kNT == Tl::kT * Tl::kVecPerRow, "whole vectors per thread");
-  static_assert(Tl::kT * 2 * 2 <= kNT, "at most one 16-byte B or C vector per thread per tile");
+  static constexpr int kDVec = Tl::kT * Tl::kVecPerRow / Tl::kThreads;
+  static_assert(kDVec >= 1 && kDVec * Tl::kThreads == Tl::kT * Tl::kVecPerRow,
+                "whole vectors per thread");
+  static_assert(Tl::kT * 2 * 2 <= Tl::kThreads,
+                "at most one 16-byte B or C vector per thread per tile");
 };
 
 // Raw bf16 of one tile, held in registers between its load and its staging.
-template <class Tl, int kNT>
+template <class Tl>
 struct Prefetch {
-  static constexpr int kDVec = Staging<Tl, kNT>::kDVec;
+  static constexpr int kDVec = Staging<Tl>::kDVec;
   uint4 u[kDVec], dt[kDVec], z[kDVec];
   uint4 bc;
 };
 
-template <class Tl, int kNT, Mode kMode, bool kVec>
+template <class Tl, Mode kMode, bool kVec>
 __device__ __forceinline__ void load_tile(const Params& p, int tid, int64_t b, int64_t c0,
-                                          int64_t t0, int64_t t_end, Prefetch<Tl, kNT>& f) {
+                                          int64_t t0, int64_t t_end, Prefetch<Tl>& f) {
 #pragma unroll
-  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
-    const int v = tid + k * kNT;
+  for (int k = 0; k < Staging<Tl>::kDVec; ++k) {
+    const int v = tid + k * Tl::kThreads;
     const int64_t t = t0 + v / Tl::kVecPerRow;
     const int64_t c = c0 + (v % Tl::kVecPerRow) * 8;
     const int nvalid = (t < t_end && c < p.dim) ? clamp8(p.dim - c) : 0;
@@ -232,13 +236,12 @@ __device__ __forceinline__ void load_tile(const Params& p, int tid, int64_t b, i
   f.bc = p.bc_vec ? load8<true>(src + n0, nvalid) : load8<false>(src + n0, nvalid);
 }
 
-template <class Tl, int kNT, Mode kMode>
+template <class Tl, Mode kMode>
 __device__ __forceinline__ void stage_tile(const Params& p, int tid, int64_t t0, int64_t t_end,
-                                           const Prefetch<Tl, kNT>& f, const float* bias,
-                                           Stage<Tl>& s) {
+                                           const Prefetch<Tl>& f, const float* bias, Stage<Tl>& s) {
 #pragma unroll
-  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
-    const int v = tid + k * kNT;
+  for (int k = 0; k < Staging<Tl>::kDVec; ++k) {
+    const int v = tid + k * Tl::kThreads;
     const int row = v / Tl::kVecPerRow;
     const int col = (v % Tl::kVecPerRow) * 8;
     const bool valid_t = t0 + row < t_end;
@@ -284,13 +287,13 @@ __device__ __forceinline__ void stage_tile(const Params& p, int tid, int64_t t0,
   *reinterpret_cast<float4*>(dst + 4) = make_float4(bc[4], bc[5], bc[6], bc[7]);
 }
 
-template <class Tl, int kNT, bool kVec>
+template <class Tl, bool kVec>
 __device__ __forceinline__ void store_y_tile(const Params& p, int tid, int64_t b, int64_t c0,
                                              int64_t t0, int64_t t_end, const float* d_skip,
                                              const Stage<Tl>& s) {
 #pragma unroll
-  for (int k = 0; k < Staging<Tl, kNT>::kDVec; ++k) {
-    const int v = tid + k * kNT;
+  for (int k = 0; k < Staging<Tl>::kDVec; ++k) {
+    const int v = tid + k * Tl::kThreads;
     const int row = v / Tl::kVecPerRow;
     const int col = (v % Tl::kVecPerRow) * 8;
     const int64_t t = t0 + row;
@@ -316,21 +319,13 @@ __device__ __forceinline__ void store_y_tile(const Params& p, int tid, int64_t b
   }
 }
 
-// kN consecutive floats from shared memory (16- or 8-byte aligned).
-template <int kN>
-__device__ __forceinline__ void load_row(const float* p, float (&v)[kN]) {
-  if constexpr (kN == 4) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else {
-    static_assert(kN == 2, "2 or 4 entries");
-    const float2 q = *reinterpret_cast<const float2*>(p);
-    v[0] = q.x;
-    v[1] = q.y;
-  }
+// 4 consecutive floats from shared memory (16-byte aligned).
+__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  v[0] = q.x;
+  v[1] = q.y;
+  v[2] = q.z;
+  v[3] = q.w;
 }
 
 // One step of h = exp(delta A) h + delta B u for this thread's kN entries (jamba-spec §2.4
@@ -339,7 +334,7 @@ template <int kN>
 __device__ __forceinline__ void advance_state(float d, float du, const float* B_row,
                                               const float (&A2)[kN], float (&h)[kN]) {
   float bv[kN];
-  load_row(B_row, bv);
+  load4(B_row, bv);
 #pragma unroll
   for (int j = 0; j < kN; ++j) h[j] = fmaf(exp2_decay(d * A2[j]), h[j], bv[j] * du);
 }
@@ -348,7 +343,7 @@ __device__ __forceinline__ void advance_state(float d, float du, const float* B_
 template <int kN>
 __device__ __forceinline__ float partial_y(const float* C_row, const float (&h)[kN]) {
   float cv[kN];
-  load_row(C_row, cv);
+  load4(C_row, cv);
   float y = h[0] * cv[0];
 #pragma unroll
   for (int j = 1; j < kN; ++j) y = fmaf(h[j], cv[j], y);
@@ -400,7 +395,7 @@ __device__ __forceinline__ StepTerms<Tl::kNPer> step_terms(const Stage<Tl>& s, i
   StepTerms<Tl::kNPer> r;
   const float d = s.delta[tt][cl], du = s.du[tt][cl];
   float bv[Tl::kNPer];
-  load_row(&s.B[tt][g * Tl::kNPer], bv);
+  load4(&s.B[tt][g * Tl::kNPer], bv);
 #pragma unroll
   for (int j = 0; j < Tl::kNPer; ++j) {
     r.a[j] = exp2_decay(d * A2[j]);
@@ -506,7 +501,7 @@ __device__ __forceinline__ void write_state(const Params& p, int64_t b, int64_t 
 
 template <class Tl, Mode kMode, bool kVec>
 __global__ void __launch_bounds__(Tl::kThreads, Tl::kMinBlocks) scan_kernel(Params p) {
-  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT, kCB = Tl::kCB, kNT = Tl::kThreads;
+  constexpr int kG = Tl::kG, kNPer = Tl::kNPer, kT = Tl::kT, kCB = Tl::kCB;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Smem<Tl>& s = *reinterpret_cast<Smem<Tl>*>(smem_raw);
   const int tid = threadIdx.x;
@@ -528,17 +523,17 @@ __global__ void __launch_bounds__(Tl::kThreads, Tl::kMinBlocks) scan_kernel(Para
   init_state(p, b, chunk, c, g, A2, h);
   float delta_sum = 0.0f;
 
-  Prefetch<Tl, kNT> f;
-  load_tile<Tl, kNT, kMode, kVec>(p, tid, b, c0, t_begin, t_stop, f);
+  Prefetch<Tl> f;
+  load_tile<Tl, kMode, kVec>(p, tid, b, c0, t_begin, t_stop, f);
   for (int64_t t0 = t_begin; t0 < t_stop; t0 += kT) {
     __syncthreads();  // previous tile's compute and y store are done with shared memory
-    stage_tile<Tl, kNT, kMode>(p, tid, t0, t_stop, f, s.bias, s.st);
+    stage_tile<Tl, kMode>(p, tid, t0, t_stop, f, s.bias, s.st);
     __syncthreads();
-    if (t0 + kT < t_stop) load_tile<Tl, kNT, kMode, kVec>(p, tid, b, c0, t0 + kT, t_stop, f);
+    if (t0 + kT < t_stop) load_tile<Tl, kMode, kVec>(p, tid, b, c0, t0 + kT, t_stop, f);
     if (kMode == Mode::Full) {
       scan_tile_full<Tl>(s.st, cl, g, A2, h);
       __syncthreads();
-      store_y_tile<Tl, kNT, kVec>(p, tid, b, c0, t0, t_stop, s.d_skip, s.st);
+      store_y_tile<Tl, kVec>(p, tid, b, c0, t0, t_stop, s.d_skip, s.st);
     } else {
 #pragma unroll 4
       for (int tt = 0; tt < kT; ++tt) {
@@ -638,17 +633,15 @@ __global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
   const int st = tid - Tl::kThreads;
   auto store = [&](int k) {  // y of tile k, once the scanners are done with it
     mbar_wait(&s.done[k & 1], (k >> 1) & 1);
-    store_y_tile<Tl, kWsStagers, kVec>(p, st, b, c0, t_begin + int64_t(k) * kT, t_stop, s.d_skip,
-                                       s.st[k & 1]);
+    store_y_tile<Tl, kVec>(p, st, b, c0, t_begin + int64_t(k) * kT, t_stop, s.d_skip, s.st[k & 1]);
   };
-  Prefetch<Tl, kWsStagers> f;
-  load_tile<Tl, kWsStagers, Mode::Full, kVec>(p, st, b, c0, t_begin, t_stop, f);
+  Prefetch<Tl> f;
+  load_tile<Tl, Mode::Full, kVec>(p, st, b, c0, t_begin, t_stop, f);
   for (int k = 0; k < ntiles; ++k) {
     const int64_t t0 = t_begin + int64_t(k) * kT;
     if (k >= 2) store(k - 2);
-    stage_tile<Tl, kWsStagers, Mode::Full>(p, st, t0, t_stop, f, s.bias, s.st[k & 1]);
-    if (k + 1 < ntiles)
-      load_tile<Tl, kWsStagers, Mode::Full, kVec>(p, st, b, c0, t0 + kT, t_stop, f);
+    stage_tile<Tl, Mode::Full>(p, st, t0, t_stop, f, s.bias, s.st[k & 1]);
+    if (k + 1 < ntiles) load_tile<Tl, Mode::Full, kVec>(p, st, b, c0, t0 + kT, t_stop, f);
     mbar_arrive(&s.full[k & 1]);
   }
   for (int k = max(0, ntiles - 2); k < ntiles; ++k) store(k);
@@ -729,6 +722,11 @@ const char* scan_tile_name(ScanTile t) {
     default:
       return "auto";
   }
+}
+
+ScanTile parse_scan_tile(const std::string& s) {
+  static constexpr ScanTile all[] = {ScanTile::Auto, ScanTile::G4, ScanTile::WS};
+  return parse_by_name(s, all, scan_tile_name, "scan tile");
 }
 
 ScanPlan selective_scan_pick(const ScanArgs& a) {

@@ -38,6 +38,7 @@ enum class ScanVariant { Auto, SinglePass, Chunked };
 // d_inner 8192), g4 otherwise. The same bits either way.
 enum class ScanTile { Auto, G4, WS };
 const char* scan_tile_name(ScanTile t);
+ScanTile parse_scan_tile(const std::string& s);  // Error{Usage} if unknown
 
 struct ScanArgs {
   int64_t batch = 1, seqlen = 0, dim = 0, dstate = 16;

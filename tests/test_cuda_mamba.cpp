@@ -17,6 +17,7 @@
 #include "cuda/common.cuh"
 #include "cuda/mamba_layer.hpp"
 #include "cuda/random_init.hpp"
+#include "cuda/selective_scan.hpp"
 
 namespace {
 
@@ -30,6 +31,25 @@ class CudaMamba : public ::testing::Test {
       GTEST_SKIP() << "no CUDA device available: the Mamba GPU kernels are not tested here";
   }
 };
+
+// Host only: the scan's tile knob round-trips through its names; an unknown name is a usage
+// error that lists every name.
+TEST(ScanKnobs, TileNamesParse) {
+  using jb::cuda::ScanTile;
+  for (ScanTile t : {ScanTile::Auto, ScanTile::G4, ScanTile::WS})
+    EXPECT_EQ(jb::cuda::parse_scan_tile(jb::cuda::scan_tile_name(t)), t);
+  EXPECT_STREQ(jb::cuda::scan_tile_name(ScanTile::WS), "ws");
+  EXPECT_EQ(jb::cuda::ScanArgs().tile, ScanTile::Auto);
+  try {
+    jb::cuda::parse_scan_tile("g8");
+    FAIL() << "an unknown scan tile was accepted";
+  } catch (const jb::Error& e) {
+    EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("unknown scan tile 'g8' (auto, g4, ws)"),
+              std::string::npos)
+        << e.what();
+  }
+}
 
 void run_op_cases(const std::string& name) {
   const jb::cmp::OpInfo* op = jb::cmp::registry().find(name);

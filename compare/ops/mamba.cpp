@@ -182,13 +182,7 @@ Outputs scan_kernel(const Case& c, KernelRun& run) {
     a.variant = cuda::ScanVariant::Chunked;
   else if (v != "auto")
     fail(ErrorKind::Usage, "SSM_SCAN: variant must be auto, single or chunked in " + c.str());
-  const std::string tile = mamba::get_or(c, "tile", "auto");
-  if (tile == "g4")
-    a.tile = cuda::ScanTile::G4;
-  else if (tile == "ws")
-    a.tile = cuda::ScanTile::WS;
-  else if (tile != "auto")
-    fail(ErrorKind::Usage, "SSM_SCAN: tile must be auto, g4 or ws in " + c.str());
+  a.tile = cuda::parse_scan_tile(mamba::get_or(c, "tile", "auto"));
   a.chunk_len = mamba::geti_or(c, "chunk", 0);
   run.variant = cuda::selective_scan_fwd(a);
   JB_CUDA(cudaDeviceSynchronize());

@@ -571,12 +571,12 @@ inline std::vector<Case> scan_cases() {
                                      {"state", "1"},
                                      {"zstride", "2"},
                                      {"bcpad", "256"}}));
-  // Forced tiles. Auto runs ws on single passes of at most one block per SM (the short ladder
-  // cases above, D = 8192 at B = 1) and g4 elsewhere (chunked, B > 1). g4 is pinned at B = 1
-  // (L 1 and 17: single passes; 129 and 2049: chunked, pass 3 on g4 as under auto; the single
-  // g4 pass at L = 16384 is a big case); ws is pinned on single passes of 2, 3, 4 and 64 tiles
-  // (both buffers, the stagers' drain), where auto picks g4 (B > 1), on the scalar paths (D % 8,
-  // bcpad 3), N < 16, the chunked scan's pass 3, and with long memory (dtedge tiny).
+  // Forced tiles. Auto runs ws on single passes of at most one block per SM (most single passes
+  // above, D = 8192 at B = 1) and g4 elsewhere (chunked scans, more blocks). g4 is pinned on
+  // single passes at B = 1 (1 to 65 tiles; L = 16384 is a big case). ws is pinned on single
+  // passes of 2, 3, 4 and 64 tiles (both buffers, the stagers' drain), at B = 2 and 8, on the
+  // scalar paths (D % 8, bcpad 3), N < 16, the chunked scan's pass 3, and with long memory
+  // (dtedge tiny).
   for (const char* L : {"33", "64", "97", "2049"})
     v.push_back(make_case("SSM_SCAN", {{"L", L},
                                        {"D", "2064"},
@@ -593,6 +593,7 @@ inline std::vector<Case> scan_cases() {
                                        {"B", "1"},
                                        {"state", "1"},
                                        {"zstride", "2"},
+                                       {"variant", "single"},
                                        {"tile", "g4"}}));
   v.push_back(make_case("SSM_SCAN", {{"L", "129"},
                                      {"D", "1000"},

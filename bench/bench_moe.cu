@@ -284,8 +284,10 @@ void time_against_cublas(benchmark::State& state, Call&& call, const CublasPrefi
 // A pinned schedule that did not run (a fallback or a refusal) must not produce a row.
 bool ran_as_pinned(benchmark::State& state, const PrefillSchedule& sched, bool int8,
                    const std::string& ran) {
-  const std::string want = sched.schedule == jb::cuda::GemmSchedule::Grouped
-                               ? "gemm_bf16_grouped"
+  using jb::cuda::GemmSchedule;
+  const std::string want = sched.schedule == GemmSchedule::Grouped ? "gemm_bf16_grouped"
+                           : sched.schedule == GemmSchedule::Wgmma
+                               ? "gemm_bf16_wgmma"
                                : (int8 ? "gemm_int8" : "gemm_bf16");
   if (ran == want) return true;
   state.SkipWithError(("ran " + ran + ", expected " + want).c_str());
@@ -459,6 +461,7 @@ int main(int argc, char** argv) {
   const int default_lanes = jb::cuda::ExpertsWorkspace::kDefaultGemmLanes;
   const auto lanes = [](int n) { return PrefillSchedule{GemmSchedule::Lanes, n}; };
   const PrefillSchedule grouped{GemmSchedule::Grouped, default_lanes};
+  const PrefillSchedule wgmma{GemmSchedule::Wgmma, default_lanes};
   // Prefill rows: T = 4096 and 8192, 20 paired iterations each.
   const auto register_prefill = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)
@@ -471,7 +474,7 @@ int main(int argc, char** argv) {
   };
   std::set<std::string> registered;
   for (auto [int8, sched] :
-       {std::pair{false, lanes(default_lanes)}, std::pair{false, grouped},
+       {std::pair{false, lanes(default_lanes)}, std::pair{false, wgmma}, std::pair{false, grouped},
         std::pair{false, lanes(1)}, std::pair{false, lanes(2)}, std::pair{false, lanes(4)},
         std::pair{false, lanes(8)}, std::pair{true, lanes(default_lanes)}}) {
     const std::string w = std::string(int8 ? "int8" : "bf16") + "/" + sched.name();
@@ -480,8 +483,9 @@ int main(int argc, char** argv) {
       BM_MoePrefill(s, int8, sched);
     });
   }
-  // The expert stage alone, bf16, the default lanes against the grouped schedule.
-  for (const PrefillSchedule& sched : {lanes(default_lanes), grouped})
+  // The expert stage alone, bf16, the default lanes against our grouped wgmma GEMMs and the
+  // grouped cuBLAS schedule.
+  for (const PrefillSchedule& sched : {lanes(default_lanes), wgmma, grouped})
     register_prefill("BM_ExpertsPrefill/bf16/" + sched.name(),
                      [sched](benchmark::State& s) { BM_ExpertsPrefill(s, sched); });
   // The kernels around the experts, stage by stage (bf16 layer).

@@ -40,15 +40,10 @@
 #include "core/error.hpp"
 #include "cuda/attention_internal.cuh"
 #include "cuda/device_util.cuh"
+#include "cuda/hopper.cuh"
 
 namespace jb::cuda::attention_detail {
 namespace {
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define JB_HAVE_WGMMA 1
-#else
-#define JB_HAVE_WGMMA 0
-#endif
 
 constexpr int kHd = 128;
 static_assert(kHd % 64 == 0, "rows split into 64-column swizzle atoms");
@@ -60,31 +55,13 @@ constexpr int kHalfBytes = 128;        // 64 bf16 columns: one swizzle atom's ro
 constexpr int kQBytes = 2 * kBM * kHalfBytes;
 constexpr int kTileBytes = 2 * kBN * kHalfBytes;
 constexpr int kSmemBytes = kQBytes + 4 * kTileBytes;  // Q + 2 stages x (K + V): 96 KB
-#if JB_HAVE_WGMMA
+#if JB_HAVE_SM90A
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // Byte offset of 16-byte chunk c (0..15) of row r in a [2][ROWS][128 B] swizzled tile.
 template <int ROWS>
 __device__ __forceinline__ uint32_t sw128(int r, int c) {
   return (c >> 3) * (ROWS * kHalfBytes) + r * kHalfBytes + (((c & 7) ^ (r & 7)) << 4);
-}
-
-__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t((lbo >> 4) & 0x3FFFu) << 16) |
-         (uint64_t((sbo >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 // D (64 x 64, fp32) = A (64 x 16, shared) * B (16 x 64, shared, K-major) [+ D if accumulate].
@@ -136,7 +113,7 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[16][4], const 
 
 __global__ void __launch_bounds__(kThreads, 2)
     prefill_wgmma_kernel(const PrefillArgs a, const float scale_log2) {
-#if JB_HAVE_WGMMA
+#if JB_HAVE_SM90A
   extern __shared__ __align__(1024) unsigned char smem[];
   const uint32_t sQ = dev::smem_addr(smem);
   const uint32_t sKV = sQ + kQBytes;  // stage s: K at sKV + 2 s kTileBytes, V kTileBytes after
@@ -199,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     } else {
       dev::cp_async_wait<0>();
     }
-    fence_proxy_async();
+    dev::fence_proxy_async();
     __syncthreads();
     const int n0 = it * kBN;
     // A warpgroup whose rows all precede the tile's first key sees none of it (see the mma
@@ -209,16 +186,17 @@ __global__ void __launch_bounds__(kThreads, 2)
       ScoreTile sc;  // this warp's 16 rows of S
 #pragma unroll
       for (int j = 0; j < kBN / 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-      wgmma_fence();
+      dev::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kHd / 16; ++kk) {
         const uint32_t qa =
             sQ + (kk >> 2) * (kBM * kHalfBytes) + wg * 64 * kHalfBytes + (kk & 3) * 32;
         const uint32_t kb = sK + (kk >> 2) * (kBN * kHalfBytes) + (kk & 3) * 32;
-        wgmma_m64n64k16_ss(sc, desc_sw128(qa, 16, 1024), desc_sw128(kb, 16, 1024), kk > 0);
+        wgmma_m64n64k16_ss(sc, dev::desc_sw128(qa, 16, 1024), dev::desc_sw128(kb, 16, 1024),
+                           kk > 0);
       }
-      wgmma_commit();
-      wgmma_wait_all();
+      dev::wgmma_commit();
+      dev::wgmma_wait_all();
 
       // Mask only tiles that cross the warpgroup's diagonal or the cache end. mask_scores()
       // with this kernel's flat index: the same predicate, but mask_scores() itself compiles
@@ -239,13 +217,13 @@ __global__ void __launch_bounds__(kThreads, 2)
       uint32_t pa[kBN / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) p_fragment(sc, kk, pa[kk]);
-      wgmma_fence();
+      dev::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk)
         wgmma_m64n128k16_rs_tb(o, pa[kk],
-                               desc_sw128(sV + kk * 16 * kHalfBytes, kBN * kHalfBytes, 1024));
-      wgmma_commit();
-      wgmma_wait_all();
+                               dev::desc_sw128(sV + kk * 16 * kHalfBytes, kBN * kHalfBytes, 1024));
+      dev::wgmma_commit();
+      dev::wgmma_wait_all();
     }
     __syncthreads();  // the next iteration's copy overwrites this stage
   }

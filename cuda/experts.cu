@@ -436,12 +436,15 @@ const char* gemm_schedule_name(GemmSchedule s) {
       return "lanes";
     case GemmSchedule::Grouped:
       return "grouped";
+    case GemmSchedule::Wgmma:
+      return "wgmma";
   }
   return "?";
 }
 
 GemmSchedule parse_gemm_schedule(const std::string& s) {
-  const GemmSchedule all[] = {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped};
+  const GemmSchedule all[] = {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped,
+                              GemmSchedule::Wgmma};
   return parse_by_name(s, all, gemm_schedule_name, "gemm schedule");
 }
 
@@ -490,10 +493,10 @@ namespace {
 // The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Lanes (measured
 // faster); Grouped has no int8 form.
 GemmSchedule resolve_gemm_schedule(GemmSchedule s, bool is_int8) {
-  if (s == GemmSchedule::Grouped && is_int8)
-    fail(ErrorKind::Unsupported,
-         "experts gemm: the grouped schedule takes bf16 weights only; int8 weights run the lanes "
-         "schedule (gemm schedule auto or lanes)");
+  if ((s == GemmSchedule::Grouped || s == GemmSchedule::Wgmma) && is_int8)
+    fail(ErrorKind::Unsupported, std::string("experts gemm: the ") + gemm_schedule_name(s) +
+                                     " schedule takes bf16 weights only; int8 weights run the "
+                                     "lanes schedule (gemm schedule auto or lanes)");
   return s == GemmSchedule::Auto ? GemmSchedule::Lanes : s;
 }
 
@@ -762,6 +765,23 @@ std::string run_gemm_grouped(const ExpertWeights& w, const bf16* x_rows, bf16* y
   return "gemm_bf16_grouped";
 }
 
+// ---- Wgmma schedule ----
+
+// Every expert's gate/up + SwiGLU into the grouped scratch's act, then every expert's down into
+// y_rows, both launches on `stream`, reading the offsets on the device (no host sync).
+std::string run_gemm_wgmma(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
+                           bf16* y_rows, ExpertsWorkspace& ws, cudaStream_t stream) {
+  const std::string why = experts_detail::grouped_wgmma_refusal(w, x_rows, y_rows, g.total_rows);
+  if (!why.empty())
+    fail(ErrorKind::Unsupported, "experts gemm: the wgmma schedule cannot run here: " + why +
+                                     " (gemm schedule lanes takes any of these)");
+  ensure(ws.grouped.act, static_cast<size_t>(g.total_rows * w.inter));
+  ensure(ws.grouped.tile_counters, 2);
+  experts_detail::launch_grouped_experts_wgmma(w, g, x_rows, ws.grouped.act.get(), y_rows,
+                                               ws.grouped.tile_counters.get(), stream);
+  return "gemm_bf16_wgmma";
+}
+
 }  // namespace
 
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
@@ -818,6 +838,7 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
 
   // Gemm path. The schedule is resolved first, so that a refused one fails before the sync.
   const GemmSchedule schedule = resolve_gemm_schedule(ws.gemm_schedule, is_int8);
+  if (schedule == GemmSchedule::Wgmma) return run_gemm_wgmma(w, g, x_rows, y_rows, ws, stream);
   const int64_t max_rows = read_expert_offsets(g, E, ws, stream);
   if (schedule == GemmSchedule::Grouped) return run_gemm_grouped(w, x_rows, y_rows, ws, stream);
   return run_gemm_lanes(w, x_rows, y_rows, max_rows, ws, stream);

@@ -103,9 +103,14 @@ Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 //            only: int8 would need every touched expert's q converted to bf16 before the one
 //            call (up to the whole stack at 2 bytes per weight, the memory ExpertsInt8 exists to
 //            save), so int8 with Grouped pinned is Error{Unsupported} and Auto takes Lanes
-enum class GemmSchedule { Auto, Lanes, Grouped };
+//   Wgmma    our own grouped GEMMs on TMA and wgmma (cuda/experts_wgmma.cu): one launch for
+//            every expert's gate/up with the SwiGLU in its epilogue (g and u never leave the
+//            registers), one for every expert's down; no host sync. bf16 weights on a compute
+//            capability 9.0 device, d and I multiples of 8, 16-byte aligned operands, at most
+//            256 experts; otherwise Error{Unsupported} when pinned
+enum class GemmSchedule { Auto, Lanes, Grouped, Wgmma };
 const char* gemm_schedule_name(GemmSchedule s);
-GemmSchedule parse_gemm_schedule(const std::string& s);  // "auto" | "lanes" | "grouped"
+GemmSchedule parse_gemm_schedule(const std::string& s);  // "auto" | "lanes" | "grouped" | "wgmma"
 
 // Host-side arguments of one cublasGemmGroupedBatchedEx call: one group of size 1 per expert
 // with rows, column-major as in cuda/gemm.cu (rows of expert e are the n of its group).
@@ -117,8 +122,9 @@ struct GroupedGemmArgs {
 
 // Scratch of the Grouped schedule, for every row of the call at once (grown, never shrunk).
 struct GroupedGemmScratch {
-  DeviceBuffer<bf16> gate_up;  // [total rows, 2I]
-  DeviceBuffer<bf16> act;      // [total rows, I]
+  DeviceBuffer<bf16> gate_up;       // [total rows, 2I]
+  DeviceBuffer<bf16> act;           // [total rows, I] (also the Wgmma schedule's)
+  DeviceBuffer<int> tile_counters;  // Wgmma: the two launches' tile counters
   GroupedGemmArgs gate_up_args, down_args;
   // The A, B and C pointer arrays of both calls, groups entries each, in this order: gate/up A,
   // B, C, then down A, B, C. cuBLAS reads them from device memory; the host copy is the source
@@ -166,8 +172,8 @@ struct ExpertsWorkspace {
 
 // y_rows[r] = Expert_{e(r)}(x_rows[r]) (bf16 [total_rows, d]). Returns the variant that ran
 // ("gemv_bf16", "gemv_int8", "gemv_mma_f16_int8", "gemm_bf16", "gemm_int8" (Lanes),
-// "gemm_bf16_grouped"). ws.gemm_schedule applies to the Gemm path only. Gemv requires
-// max_rows_per_expert <= kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers
+// "gemm_bf16_grouped", "gemm_bf16_wgmma"). ws.gemm_schedule applies to the Gemm path only. Gemv
+// requires max_rows_per_expert <= kGemvMaxRows, d and I multiples of 16 and 16-byte aligned buffers
 // (Error{Unsupported} otherwise when forced; Auto falls back to Gemm).
 std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
                         bf16* y_rows, ExpertsPath path, ExpertsWorkspace& ws,

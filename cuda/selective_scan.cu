@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "cuda/hopper.cuh"
 #include "cuda/ssm_math.cuh"
 
 namespace jb::cuda {
@@ -558,29 +559,6 @@ __global__ void __launch_bounds__(Tl::kThreads, Tl::kMinBlocks) scan_kernel(Para
   }
 }
 
-// mbarriers in shared memory (PTX ISA: mbarrier; arrive has release and try_wait acquire
-// semantics at CTA scope, so the shared-memory writes before an arrive are visible after the
-// wait that observes its phase).
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared.b64 [%0], %1;" ::"r"(dev::smem_addr(bar)), "r"(count)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("{ .reg .b64 st; mbarrier.arrive.shared.b64 st, [%0]; }" ::"r"(dev::smem_addr(bar))
-               : "memory");
-}
-// Waits until the phase with this parity (0, 1, 0, ... for its 1st, 2nd, 3rd completion) is done
-// (try_wait suspends the warp for a while in hardware instead of spinning on issue slots).
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
-  uint32_t done = 0;
-  while (!done)
-    asm volatile(
-        "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-        : "=r"(done)
-        : "r"(dev::smem_addr(bar)), "r"(parity)
-        : "memory");
-}
-
 // Full mode only (single pass, and pass 3 of the chunked scan). Warps 0-7 scan exactly as g4's
 // threads do (same entries per thread, same order of operations: the same bits); warps 8-15
 // stage, one (t, c) vector each per tile as in g4. Tile k uses buffer k % 2: the stagers fill it
@@ -608,8 +586,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
   }
   if (tid == 0) {
     for (int i = 0; i < 2; ++i) {
-      mbar_init(&s.full[i], kWsStagers);
-      mbar_init(&s.done[i], Tl::kThreads);
+      dev::mbar_init(&s.full[i], kWsStagers);
+      dev::mbar_init(&s.done[i], Tl::kThreads);
     }
   }
   __syncthreads();
@@ -620,9 +598,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
     float A2[kNPer], h[kNPer];
     init_state(p, b, chunk, c, g, A2, h);
     for (int k = 0; k < ntiles; ++k) {
-      mbar_wait(&s.full[k & 1], (k >> 1) & 1);
+      dev::mbar_wait(&s.full[k & 1], (k >> 1) & 1);
       scan_tile_full_pipelined<Tl>(s.st[k & 1], cl, g, A2, h);
-      mbar_arrive(&s.done[k & 1]);
+      dev::mbar_arrive(&s.done[k & 1]);
     }
     write_state(p, b, c, g, h);
     return;
@@ -632,7 +610,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
   // a buffer, and the B / C rows it stages are not read by the store, so no barrier among them.
   const int st = tid - Tl::kThreads;
   auto store = [&](int k) {  // y of tile k, once the scanners are done with it
-    mbar_wait(&s.done[k & 1], (k >> 1) & 1);
+    dev::mbar_wait(&s.done[k & 1], (k >> 1) & 1);
     store_y_tile<Tl, kVec>(p, st, b, c0, t_begin + int64_t(k) * kT, t_stop, s.d_skip, s.st[k & 1]);
   };
   Prefetch<Tl> f;
@@ -642,7 +620,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) scan_ws_kernel(Params p) {
     if (k >= 2) store(k - 2);
     stage_tile<Tl, Mode::Full>(p, st, t0, t_stop, f, s.bias, s.st[k & 1]);
     if (k + 1 < ntiles) load_tile<Tl, Mode::Full, kVec>(p, st, b, c0, t0 + kT, t_stop, f);
-    mbar_arrive(&s.full[k & 1]);
+    dev::mbar_arrive(&s.full[k & 1]);
   }
   for (int k = max(0, ntiles - 2); k < ntiles; ++k) store(k);
 }

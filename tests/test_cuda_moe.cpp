@@ -319,14 +319,15 @@ TEST(CudaMoe, DecodeTakesGemvPath) {
   EXPECT_EQ(r.variant, "gemv_bf16");
 }
 
-// The Gemm path's schedule pinned: bf16 runs the grouped cuBLAS calls (and passes; the registry
-// cases above cover the shapes), int8 is refused with Unsupported, and Auto still takes the
-// lanes.
+// The Gemm path's schedule pinned: bf16 runs the grouped cuBLAS calls or our grouped wgmma GEMMs
+// (and passes; the registry cases above cover the shapes), int8 is refused with Unsupported by
+// both, the wgmma GEMMs refuse I % 8 != 0, and Auto still takes the lanes.
 TEST(CudaMoe, GemmScheduleVariants) {
   SKIP_WITHOUT_GPU();
   const std::string base = "MOE(T=64,d=128,I=256,E=16,k=2,renorm=0,route=rand,path=gemm,";
   const std::pair<std::string, std::string> want[] = {
       {"weights=bf16,sched=grouped", "gemm_bf16_grouped"},
+      {"weights=bf16,sched=wgmma", "gemm_bf16_wgmma"},
       {"weights=bf16,sched=lanes", "gemm_bf16"},
       {"weights=bf16,sched=auto", "gemm_bf16"},
       {"weights=int8,sched=auto", "gemm_int8"}};
@@ -341,6 +342,17 @@ TEST(CudaMoe, GemmScheduleVariants) {
   EXPECT_EQ(r.status, jb::cmp::Status::Error);
   EXPECT_NE(r.reason.find("grouped schedule takes bf16 weights only"), std::string::npos)
       << r.reason;
+  const jb::cmp::CaseResult r8 =
+      jb::cmp::run_case(op("MOE"), Case::parse(base + "weights=int8,sched=wgmma,seed=4)"));
+  EXPECT_EQ(r8.status, jb::cmp::Status::Error);
+  EXPECT_NE(r8.reason.find("wgmma schedule takes bf16 weights only"), std::string::npos)
+      << r8.reason;
+  const jb::cmp::CaseResult odd = jb::cmp::run_case(
+      op("MOE"), Case::parse("MOE(T=33,d=64,I=100,E=8,k=2,renorm=0,route=rand,weights=bf16,"
+                             "path=gemm,sched=wgmma,seed=4)"));
+  EXPECT_EQ(odd.status, jb::cmp::Status::Error);
+  EXPECT_NE(odd.reason.find("d and I must be multiples of 8 (d=64, I=100)"), std::string::npos)
+      << odd.reason;
 }
 
 // Host only: the experts' knobs round-trip through their names; an unknown name is a usage
@@ -353,7 +365,8 @@ TEST(ExpertsKnobs, NamesParse) {
     EXPECT_EQ(jb::cuda::parse_int8_gemv(jb::cuda::int8_gemv_name(v)), v);
   for (ExpertsPath p : {ExpertsPath::Auto, ExpertsPath::Gemv, ExpertsPath::Gemm})
     EXPECT_EQ(jb::cuda::parse_experts_path(jb::cuda::experts_path_name(p)), p);
-  for (GemmSchedule s : {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped})
+  for (GemmSchedule s :
+       {GemmSchedule::Auto, GemmSchedule::Lanes, GemmSchedule::Grouped, GemmSchedule::Wgmma})
     EXPECT_EQ(jb::cuda::parse_gemm_schedule(jb::cuda::gemm_schedule_name(s)), s);
   EXPECT_STREQ(jb::cuda::gemm_schedule_name(GemmSchedule::Grouped), "grouped");
   EXPECT_EQ(jb::cuda::ExpertsWorkspace().gemm_schedule, GemmSchedule::Auto);
@@ -362,8 +375,9 @@ TEST(ExpertsKnobs, NamesParse) {
     FAIL() << "an unknown gemm schedule was accepted";
   } catch (const jb::Error& e) {
     EXPECT_EQ(e.kind(), jb::ErrorKind::Usage);
-    EXPECT_NE(std::string(e.what()).find("unknown gemm schedule 'lanes4' (auto, lanes, grouped)"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("unknown gemm schedule 'lanes4' (auto, lanes, grouped, wgmma)"),
+        std::string::npos)
         << e.what();
   }
   try {

@@ -100,6 +100,12 @@ inline std::vector<Case> moe_cases() {
                           moe_case(1024, 128, 256, 16, 2, 0, "rand", "bf16", "gemm"),
                           moe_case(257, 200, 264, 8, 2, 0, "rand", "bf16", "gemm")};
   for (const Case& c : grouped) v.push_back(Case(c).set("sched", "grouped"));
+  // Our grouped wgmma GEMMs (sched=wgmma, bf16, sm_90a) on the same cases, plus tiles over long
+  // contractions (d = 1024: 16 k-stages, I = 1544: 25, the last one partly zero fill), act
+  // column blocks and down column blocks with a partial last one, experts with 1-3 row tiles.
+  for (const Case& c : grouped) v.push_back(Case(c).set("sched", "wgmma"));
+  v.push_back(moe_case(300, 1024, 1544, 8, 2, 0, "rand", "bf16", "gemm").set("sched", "wgmma"));
+  v.push_back(moe_case(513, 136, 392, 3, 2, 1, "rand", "bf16", "gemm").set("sched", "wgmma"));
   // I not a multiple of 8: the scalar SwiGLU pass of the Gemm path, in both schedules.
   for (const char* sched : {"lanes", "grouped"})
     v.push_back(moe_case(33, 64, 100, 8, 2, 0, "rand", "bf16", "gemm").set("sched", sched));
@@ -113,8 +119,13 @@ inline std::vector<Case> moe_cases() {
       v.push_back(
           moe_case(T, 4096, 14336, 16, 2, 0, "rand", w, "auto").set("rows", "32").set("big", "1"));
   }
-  v.push_back(moe_case(1024, 4096, 14336, 16, 2, 0, "rand", "bf16", "gemm")
-                  .set("sched", "grouped")
+  for (const char* sched : {"grouped", "wgmma"})
+    v.push_back(moe_case(1024, 4096, 14336, 16, 2, 0, "rand", "bf16", "gemm")
+                    .set("sched", sched)
+                    .set("rows", "32")
+                    .set("big", "1"));
+  v.push_back(moe_case(8192, 4096, 14336, 16, 2, 0, "rand", "bf16", "gemm")
+                  .set("sched", "wgmma")
                   .set("rows", "32")
                   .set("big", "1"));
   return v;

@@ -11,11 +11,11 @@
 //       run alone (--benchmark_filter) can measure faster than the same row in a sweep.
 //   BM_MoeDecode/<int8|bf16>/T      the whole block (router, permute, gather, experts, combine)
 //       as one CUDA graph (decode takes no host sync), same byte count.
-//   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 4096 / 8192 tokens (Gemm path,
-//       expert GEMMs on N concurrent lanes): TFLOP/s (2 * T * k * 3 * d * I), and x_cublas =
-//       time of the same GEMMs done as two plain cuBLAS bf16 calls (bf16 in and out) over all
-//       T*k rows, over our time (target >= 0.85 for bf16): the median of per-iteration ratios,
-//       ours and the reference called in alternation (paired_event_loop; x_cublas_min the
+//   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 1024 / 4096 / 8192 tokens
+//       (Gemm path, expert GEMMs on N concurrent lanes): TFLOP/s (2 * T * k * 3 * d * I), and
+//       x_cublas = time of the same GEMMs done as two plain cuBLAS bf16 calls (bf16 in and out)
+//       over all T*k rows, over our time (target >= 0.85 for bf16): the median of per-iteration
+//       ratios, ours and the reference called in alternation (paired_event_loop; x_cublas_min the
 //       lowest pair). bf16 rows at N = 1, 2, 4 (the default) and 8. On an H200 (2026-11-29,
 //       power-capped at 700 W, SM clock 1.4-1.5 GHz in these rows) x_cublas at T = 4096 / 8192:
 //       4 lanes 0.85 / 0.90, 2 lanes 0.85 / 0.89, 8 lanes 0.84 / 0.90, 1 lane 0.79 / 0.85.
@@ -26,15 +26,20 @@
 //       all rows, one grouped call for every expert's down), same counters. Measured on an
 //       H200 (2026-11-29, cuBLAS of CUDA 13.0): x_cublas 0.34 / 0.36 at T = 4096 / 8192 (12.3 /
 //       24.0 ms against 4.9 / 9.4 ms for 4 lanes): rejected, Auto stays on lanes.
-//   BM_ExpertsPrefill/bf16/<lanes4|grouped>/T  run_experts alone (Gemm path, the schedule
-//       pinned) on a routing computed once, at T = 4096 / 8192: the same GEMMs, reference and
-//       counters as BM_MoePrefill, so that the two families together split the gap to cuBLAS
+//   BM_MoePrefill/bf16/wgmma/T       the same block with our grouped TMA + wgmma GEMMs
+//       (GemmSchedule::Wgmma, cuda/experts_wgmma.cu): two launches for every expert, SwiGLU in
+//       the gate/up epilogue, no host sync. H200, 2026-11-29, T = 1024 / 4096 / 8192: x_cublas
+//       0.54 / 0.85 / 0.91 against 0.55 / 0.86 / 0.91 for 4 lanes in the same run.
+//   BM_ExpertsPrefill/bf16/<lanes4|wgmma|grouped>/T  run_experts alone (Gemm path, the schedule
+//       pinned) on a routing computed once, at T = 1024 / 4096 / 8192: the same GEMMs, reference
+//       and counters as BM_MoePrefill, so that the two families together split the gap to cuBLAS
 //       into the expert stage and the rest of the block (router, permutation, gather, combine).
-//       Both include the Gemm path's host read of the row counts (one device->host copy and a
-//       stream sync per call). H200, 2026-11-29, 4 lanes, T = 4096 / 8192: x_cublas 0.88 / 0.93
-//       for the expert stage against 0.85 / 0.90 for the whole block (same run): the router,
-//       permutation, gather and combine cost ~3.5% at T = 4096. With the tiled router and the
-//       32-warp permutation (later run): experts 0.875 / 0.933, whole block 0.857 / 0.909.
+//       The cuBLAS schedules include the Gemm path's host read of the row counts (one
+//       device->host copy and a stream sync per call); wgmma has none. H200, 2026-11-29, 4
+//       lanes, T = 4096 / 8192: x_cublas 0.88 / 0.93 for the expert stage against 0.85 / 0.90 for
+//       the whole block (same run): the router, permutation, gather and combine cost ~3.5% at T =
+//       4096. With the tiled router and the 32-warp permutation (later run): experts 0.875 / 0.933,
+//       whole block 0.857 / 0.909.
 //   BM_MoeStages/T                   the four kernels around the experts, each alone, on the
 //       routing of T = 1024 / 4096 / 8192 tokens computed once (bf16 layer): router_topk,
 //       moe_permute, gather_rows, moe_combine, every call on the same inputs and outputs.
@@ -462,10 +467,11 @@ int main(int argc, char** argv) {
   const auto lanes = [](int n) { return PrefillSchedule{GemmSchedule::Lanes, n}; };
   const PrefillSchedule grouped{GemmSchedule::Grouped, default_lanes};
   const PrefillSchedule wgmma{GemmSchedule::Wgmma, default_lanes};
-  // Prefill rows: T = 4096 and 8192, 20 paired iterations each.
+  // Prefill rows: T = 1024, 4096 and 8192, 20 paired iterations each.
   const auto register_prefill = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)
         ->ArgName("T")
+        ->Arg(1024)
         ->Arg(4096)
         ->Arg(8192)
         ->UseManualTime()

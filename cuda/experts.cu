@@ -490,8 +490,8 @@ void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int
 
 namespace {
 
-// The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Lanes (measured
-// faster); Grouped has no int8 form.
+// The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Lanes (measured as
+// fast as Wgmma from 4096 tokens and faster at 1024); Grouped and Wgmma have no int8 form.
 GemmSchedule resolve_gemm_schedule(GemmSchedule s, bool is_int8) {
   if ((s == GemmSchedule::Grouped || s == GemmSchedule::Wgmma) && is_int8)
     fail(ErrorKind::Unsupported, std::string("experts gemm: the ") + gemm_schedule_name(s) +

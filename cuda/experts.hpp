@@ -24,18 +24,22 @@
 //       two into fp16, K split over the 8 warps of a block and the partial sums added in warp
 //       order through shared memory.
 //     This is the path with the hard target (>= 80% of copy bandwidth over the touched bytes).
-//   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below).
+//   Gemm: per non-empty expert, cuBLAS (bf16 output for gate/up; fp32 for int8, see below), or
+//     when pinned (bf16, sm_90) our grouped TMA + wgmma GEMMs (GemmSchedule::Wgmma,
+//     cuda/experts_wgmma.cu): two launches for every expert, offsets read on the device.
 //     For int8 weights the expert's q values are first converted to a bf16 scratch copy (exact: |q|
 //     <= 127) and the scales are applied to the fp32 GEMM output, so no bf16 rounding of q * scale
 //     enters. Trade-off (documented in the report): this reads 1 byte and writes 2 bytes per
 //     weight before the GEMM reads 2 bytes, i.e. about 5 bytes of traffic per weight per
 //     expert call; negligible for long prefills (the GEMM is compute-bound at thousands of rows)
-//     and the reason decode never takes this path. The host reads the per-expert row counts
-//     (one device->host copy and stream sync per call), as cuBLAS needs host-side shapes.
-//     Two schedules of the same GEMMs (GemmSchedule): Lanes, per expert on concurrent streams,
-//     and Grouped, one cublasGemmGroupedBatchedEx call for every expert's gate/up and one for
-//     every expert's down (bf16 weights only). Both round at the same points (bf16 out of
-//     cuBLAS), so they agree up to cuBLAS's choice of kernel and accumulation order.
+//     and the reason decode never takes this path. The cuBLAS schedules read the per-expert row
+//     counts on the host (one device->host copy and stream sync per call), as cuBLAS needs
+//     host-side shapes. Three schedules of the same GEMMs (GemmSchedule): Wgmma, Lanes (cuBLAS
+//     per expert on concurrent streams) and Grouped (one cublasGemmGroupedBatchedEx call for
+//     every expert's gate/up and one for every expert's down; bf16 weights only). All round at
+//     the same points (fp32 accumulation, bf16 g, u, act and y), so they agree up to the
+//     accumulation order and, for Wgmma, its silu_fast in act (a few fp32 ulp, see
+//     cuda/experts_wgmma.cu).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -94,8 +98,12 @@ const char* int8_gemv_name(Int8Gemv v);
 Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 
 // How the Gemm path issues the experts' GEMMs (benchmarks and compare cases pin one; Auto takes
-// Lanes: on an H200 with CUDA 13.0's cuBLAS, Grouped ran the bf16 expert stage at 0.35 of one
-// cuBLAS GEMM of the total shape against 0.88 for 4 lanes, T = 4096, bench_moe 2026-11-29):
+// Lanes). On an H200 (CUDA 13.0, bench_moe, 2026-11-29, x_cublas = one cuBLAS GEMM of the total
+// shape over ours, same run, T = 1024 / 4096 / 8192): expert stage Lanes (4 lanes) 0.59 / 0.88 /
+// 0.93, Wgmma 0.55 / 0.87 / 0.94 (T = 1024 is bound by streaming 16 experts' weights for ~128
+// rows each); whole MoE block Lanes 0.55 / 0.86 / 0.91, Wgmma 0.54 / 0.85 / 0.91. Grouped ran
+// the expert stage at 0.35 / 0.36 at T = 4096 / 8192. Wgmma needs no host sync (the block could
+// be captured in a CUDA graph) but is not faster, so Auto stays on Lanes:
 //   Lanes    per expert with rows: gate/up GEMM, SwiGLU pass, down GEMM, the experts dealt to
 //            gemm_lanes concurrent streams (ExpertLane), largest first
 //   Grouped  one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over all rows,
@@ -107,7 +115,7 @@ Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 //            every expert's gate/up with the SwiGLU in its epilogue (g and u never leave the
 //            registers), one for every expert's down; no host sync. bf16 weights on a compute
 //            capability 9.0 device, d and I multiples of 8, 16-byte aligned operands, at most
-//            256 experts; otherwise Error{Unsupported} when pinned
+//            256 experts; otherwise Error{Unsupported}
 enum class GemmSchedule { Auto, Lanes, Grouped, Wgmma };
 const char* gemm_schedule_name(GemmSchedule s);
 GemmSchedule parse_gemm_schedule(const std::string& s);  // "auto" | "lanes" | "grouped" | "wgmma"

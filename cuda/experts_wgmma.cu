@@ -23,13 +23,39 @@
 // columns (B = 128 gate rows then the 128 matching up rows, so a thread holds g and u of the
 // same (row, column) in accumulators j and j + 16), down tiles 256 output columns. Tile index
 // order: expert, then column block, then row tile, so the CTAs in flight share weight tiles
-// (each read from HBM about once, the expert's rows staying in L2). CTAs take tiles t, t + grid,
-// ... (static). A warpgroup whose 64 rows are all past the expert's end skips its wgmmas (a tile
-// of <= 64 rows costs about half). Rows past the expert's end that TMA does load belong to the
-// next expert or are zero fill; the epilogue stores only the expert's rows and the valid columns.
+// (each read from HBM about once, the expert's rows staying in L2). A CTA's first tile is its
+// index, the next ones come from a counter in index order (the producer claims one per tile and
+// names it to the consumers in the stage's slot). A warpgroup whose 64 rows are all past the
+// expert's end skips its wgmmas (a tile of <= 64 rows costs about half). Rows past the expert's
+// end that TMA does load belong to the next expert or are zero fill; the epilogue stores only
+// the expert's rows and the valid columns.
 //
 // Requires d % 8 == 0 and I % 8 == 0 (TMA row strides are multiples of 16 bytes), 16-byte
 // aligned x, weights and y, E <= kMaxExperts, and a device of compute capability 9.0.
+//
+// Measured on an H200 (2026-11-29, Jamba-v0.1 widths, top-2 of 16, bench_moe
+// BM_ExpertsPrefill, x_cublas = one cuBLAS GEMM of the total shape over ours, same run):
+// T = 4096 / 8192: 0.87 / 0.93 (cuBLAS per expert on 4 lanes: 0.88 / 0.94). Under Nsight
+// Compute (clocks at 1.33 GHz) gate/up takes 3.23 ms and down 1.64 ms at T = 4096, tensor pipes
+// ~87% busy; what is left is mostly the 64-row granularity of wgmma's M at ~512 rows per expert
+// (T = 4096 loses ~6% to it, T = 8192 half that) and the SwiGLU epilogue, which the tensor cores
+// wait for. Per clock these kernels beat cuBLAS per expert (Nsight Compute, serialised, 1.33
+// GHz: 3.17 + 1.60 ms against ~5.5 ms for 16 experts' gate/up, act and down), but under the
+// 700 W cap they do not (5.13 against 4.84 ms at T = 4096); they read ~9.5 GB from DRAM per call
+// for ~6.2 GB of data (rows re-read: the column blocks of one row tile start far apart), the
+// suspected energy sink, so that is the next lever (results/h200-2026-11-29g). Tried and
+// measured, in the order built:
+//   - silu_exact in the epilogue: 6% slower than silu_fast (557 / 587 against 591 / 614
+//     TFLOP/s);
+//   - tiles at a static stride (t, t + grid, ...): 2-4% slower than the counter (568 / 595
+//     against 581 / 621 TFLOP/s), DRAM traffic 44% / 65% of peak against 35% / 53%;
+//   - L2 eviction hints on the copies (rows evict_last, or that and the weights evict_first):
+//     within noise, and evict_first on the weights 3% slower;
+//   - clusters of 2 CTAs over adjacent column blocks with the rows multicast by TMA (a third
+//     less L2 -> SM traffic): no faster (gate/up 3.21 ms, down 1.63 ms under Nsight Compute;
+//     0.86 / 0.92 in the benchmark). Consumers that released stages with a cluster-scope
+//     release (mbarrier.arrive.release.cluster) ran at 0.55: the default CTA-scope arrive is
+//     the one to use there.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 

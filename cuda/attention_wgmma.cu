@@ -237,14 +237,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace
 
 bool prefill_wgmma_supported() {
-  static const bool ok = [] {
-    int dev = 0, major = 0, minor = 0;
-    JB_CUDA(cudaGetDevice(&dev));
-    JB_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    JB_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    return major == 9 && minor == 0;
-  }();
-  return ok;
+  return device_is_sm90();
 }
 
 void launch_prefill_wgmma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {

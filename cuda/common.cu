@@ -85,6 +85,17 @@ int sm_count() {
   return n;
 }
 
+bool device_is_sm90() {
+  static const bool ok = [] {
+    int dev = 0, major = 0, minor = 0;
+    JB_CUDA(cudaGetDevice(&dev));
+    JB_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    JB_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0;
+  }();
+  return ok;
+}
+
 std::string device_name() {
   if (!device_available()) return "none";
   cudaDeviceProp prop;

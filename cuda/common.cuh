@@ -118,6 +118,13 @@ class GuardedBuffer {
 };
 
 bool device_available();  // a CUDA device can be used (false on CI machines)
+// The current device has compute capability 9.0, where the sm_90a kernels (wgmma, setmaxnreg)
+// of this build run; queried once per process.
+bool device_is_sm90();
+// A pointer fit for 16-byte vector loads and stores.
+inline bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 std::string device_name();
 // SMs of the current device, queried once per process (launch heuristics call it per launch).
 int sm_count();

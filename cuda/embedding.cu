@@ -35,9 +35,6 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const bf16* __
   }
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
 
 }  // namespace
 

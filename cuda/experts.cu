@@ -345,9 +345,6 @@ dim3 grid_2d(int64_t rows, int64_t cols, int threads) {
   return dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(gy));
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
 
 template <class T>
 void ensure(DeviceBuffer<T>& b, size_t n) {

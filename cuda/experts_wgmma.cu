@@ -41,10 +41,12 @@
 // (T = 4096 loses ~6% to it, T = 8192 half that) and the SwiGLU epilogue, which the tensor cores
 // wait for. Per clock these kernels beat cuBLAS per expert (Nsight Compute, serialised, 1.33
 // GHz: 3.17 + 1.60 ms against ~5.5 ms for 16 experts' gate/up, act and down), but under the
-// 700 W cap they do not (5.13 against 4.84 ms at T = 4096); they read ~9.5 GB from DRAM per call
-// for ~6.2 GB of data (rows re-read: the column blocks of one row tile start far apart), the
-// suspected energy sink, so that is the next lever (results/h200-2026-11-29g). Tried and
-// measured, in the order built:
+// 700 W cap they do not (5.13 against 4.84 ms at T = 4096). At T = 4096 they read 9.3 GB from
+// DRAM per call for 5.9 GB of weights and rows: the tiles of <= 64 rows run ahead of the full
+// tiles that share their weight slices, and those slices leave L2 before the full tiles read
+// them. Computing the empty half anyway (to keep the pace) cut DRAM to 6.3 GB and was slower
+// all the same: 0.85 / 0.93 against 0.87 / 0.94 (results/h200-2026-11-29g, call 10). Tried
+// and measured, in the order built:
 //   - silu_exact in the epilogue: 6% slower than silu_fast (557 / 587 against 591 / 614
 //     TFLOP/s);
 //   - tiles at a static stride (t, t + grid, ...): 2-4% slower than the counter (568 / 595
@@ -421,21 +423,10 @@ void launch_grouped(const bf16* x, int64_t k, const bf16* w, int64_t w_rows, int
   JB_LAUNCH("grouped_gemm_kernel");
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
 }  // namespace
 
 bool grouped_wgmma_supported() {
-  static const bool ok = [] {
-    int dev = 0, major = 0, minor = 0;
-    JB_CUDA(cudaGetDevice(&dev));
-    JB_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    JB_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    return major == 9 && minor == 0;
-  }();
-  return ok;
+  return device_is_sm90();
 }
 
 std::string grouped_wgmma_refusal(const ExpertWeights& w, const bf16* x_rows, const bf16* y_rows,

@@ -647,9 +647,6 @@ __global__ void scan_combine_kernel(int64_t batch, int64_t dim, int64_t dstate, 
   if (state_out != nullptr) state_out[i] = h;
 }
 
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
-}
 
 template <class Tl, Mode kMode, bool kVec>
 void launch_scan(const Params& p, dim3 grid, cudaStream_t stream) {

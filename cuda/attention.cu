@@ -1185,7 +1185,7 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
     // 64 has compare cases but was not timed).
     const int64_t blocks128 =
         static_cast<int64_t>(ceil_div(a.seqs.max_new, 128)) * a.num_heads * a.seqs.batch;
-    if (hd == 128 && attention_detail::prefill_wgmma_supported())
+    if (hd == 128 && device_is_sm90())
       v = PrefillVariant::Wgmma;
     else
       v = (hd == 128 && blocks128 >= 8 * sm_count()) ? PrefillVariant::Mma128R32
@@ -1211,7 +1211,7 @@ std::string attention_prefill(const PrefillArgs& a, PrefillVariant v, cudaStream
         launch_prefill_mma<64, 4, 2>(a, scale_log2, stream);
       break;
     case PrefillVariant::Wgmma:
-      if (hd != 128 || !attention_detail::prefill_wgmma_supported())
+      if (hd != 128 || !device_is_sm90())
         fail(ErrorKind::Unsupported,
              "attention_prefill: the wgmma variant needs head_dim 128 (got " + std::to_string(hd) +
                  ") and a compute capability 9.0 GPU (H100 / H200)");

@@ -230,15 +230,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   store_rows<kHd>(a, o, l_run, q_begin, row0, new_len, h, lane);
 #else
-  __trap();  // compute_90 PTX (no wgmma): prefill_wgmma_supported() keeps launches away
+  __trap();  // compute_90 PTX (no wgmma): attention.cu launches it only where device_is_sm90()
 #endif
 }
 
 }  // namespace
-
-bool prefill_wgmma_supported() {
-  return device_is_sm90();
-}
 
 void launch_prefill_wgmma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {
   static const bool smem_set = [] {

@@ -271,7 +271,6 @@ __global__ void conv1d_update_kernel(Conv1dUpdateArgs a, int64_t x_rs, int64_t y
   a.y[b * y_rs + c] = __float2bfloat16_rn(a.silu ? silu_f(acc) : acc);
 }
 
-
 // Tokens per block. The job is rows = batch x channel blocks independent strips of seqlen
 // tokens; cut each into the same number of tiles so that the grid fills whole waves of the
 // `slots` resident blocks (kBlocksPerSm x SMs): a partial last wave runs with a fraction of the

@@ -119,7 +119,8 @@ class GuardedBuffer {
 
 bool device_available();  // a CUDA device can be used (false on CI machines)
 // The current device has compute capability 9.0, where the sm_90a kernels (wgmma, setmaxnreg)
-// of this build run; queried once per process.
+// of this build run; elsewhere their compute_90 PTX has no wgmma and traps, so every launch of
+// one is guarded by this (queried once per process).
 bool device_is_sm90();
 // A pointer fit for 16-byte vector loads and stores.
 inline bool aligned16(const void* p) {

@@ -35,7 +35,6 @@ __global__ void embedding_kernel(const int32_t* __restrict__ ids, const bf16* __
   }
 }
 
-
 }  // namespace
 
 void embedding_lookup(const int32_t* ids, int64_t n, const bf16* table, int64_t vocab, int64_t d,

@@ -345,7 +345,6 @@ dim3 grid_2d(int64_t rows, int64_t cols, int threads) {
   return dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(gy));
 }
 
-
 template <class T>
 void ensure(DeviceBuffer<T>& b, size_t n) {
   if (b.size() < n) b.alloc(n);

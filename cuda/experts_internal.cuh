@@ -10,13 +10,16 @@
 
 namespace jb::cuda::experts_detail {
 
-// The SwiGLU store point shared by both paths (cuda/experts.hpp): g and u (row scales already
+// The SwiGLU store point shared by every path (cuda/experts.hpp): g and u (row scales already
 // applied) are rounded to bf16 as the GEMM outputs of a bf16 model are, then act =
-// bf16(silu(g) * u) with SiLU and the product in fp32.
+// bf16(silu(g) * u) with SiLU and the product in fp32. kFastSilu takes dev::silu_fast (a few fp32
+// ulp from silu_exact, far below the bf16 store's 2^-9): the wgmma GEMMs' epilogue, which the
+// tensor cores wait for (cuda/experts_wgmma.cu).
+template <bool kFastSilu = false>
 __device__ __forceinline__ bf16 swiglu_act(float g, float u) {
   const float gr = __bfloat162float(__float2bfloat16_rn(g));
   const float ur = __bfloat162float(__float2bfloat16_rn(u));
-  return __float2bfloat16_rn(dev::silu_exact(gr) * ur);
+  return __float2bfloat16_rn((kFastSilu ? dev::silu_fast(gr) : dev::silu_exact(gr)) * ur);
 }
 
 struct GroupsDev {
@@ -44,7 +47,6 @@ void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, c
 // Grouped expert GEMMs on TMA and wgmma (cuda/experts_wgmma.cu; GemmSchedule::Wgmma): every
 // expert's gate/up with SwiGLU in the epilogue into act [total_rows, I], then every expert's
 // down into y_rows. Reads the expert offsets on the device (no host sync).
-bool grouped_wgmma_supported();  // a compute capability 9.0 device
 // Why these operands cannot run the grouped wgmma GEMMs, or "" when they can.
 std::string grouped_wgmma_refusal(const ExpertWeights& w, const bf16* x_rows, const bf16* y_rows,
                                   int64_t total_rows);

@@ -199,19 +199,11 @@ __device__ __forceinline__ void store_plain(const float (&acc)[128], const GemmD
   }
 }
 
-// The contract's act = bf16(silu(g) * u) of bf16-rounded g and u, with silu_fast (ex2.approx and
-// a fast division: a few fp32 ulp from silu_exact, far below the bf16 store's 2^-9; see
-// device_util.cuh). The epilogue is not overlapped with the tensor cores, and with silu_exact
-// (expf, IEEE division) it cost 6%: T = 4096 / 8192, H200, 557 / 587 against 591 / 614 TFLOP/s
-// for the expert stage (2026-11-29, bench_moe BM_ExpertsPrefill/bf16/wgmma). The lanes
-// schedule's act pass keeps silu_exact, so the two can differ in the last bit of a few act values.
-__device__ __forceinline__ bf16 swiglu_act_fast(float g, float u) {
-  const float gr = __bfloat162float(__float2bfloat16_rn(g));
-  const float ur = __bfloat162float(__float2bfloat16_rn(u));
-  return __float2bfloat16_rn(dev::silu_fast(gr) * ur);
-}
-
-// SwiGLU epilogue: accumulators j < 16 are g, j + 16 the u of the same act column.
+// SwiGLU epilogue: accumulators j < 16 are g, j + 16 the u of the same act column. silu_fast:
+// with silu_exact (expf, IEEE division) the epilogue, which the tensor cores wait for, cost 6%
+// (T = 4096 / 8192, H200, 557 / 587 against 591 / 614 TFLOP/s for the expert stage, bench_moe
+// BM_ExpertsPrefill/bf16/wgmma, 2026-11-29). The lanes schedule's act pass keeps silu_exact, so
+// the two can differ in the last bit of a few act values.
 __device__ __forceinline__ void store_swiglu(const float (&acc)[128], const GemmDevArgs& a,
                                              const TileCoord& tc, int r_lo) {
   bf16* base = a.out + int64_t(tc.row0) * a.ld_out;
@@ -225,8 +217,8 @@ __device__ __forceinline__ void store_swiglu(const float (&acc)[128], const Gemm
       const int r = r_lo + 8 * h;
       if (r >= tc.rows) continue;
       const int gi = 4 * j + 2 * h, ui = gi + 64;
-      const uint32_t lo = __bfloat16_as_ushort(swiglu_act_fast(acc[gi], acc[ui]));
-      const uint32_t hi = __bfloat16_as_ushort(swiglu_act_fast(acc[gi + 1], acc[ui + 1]));
+      const uint32_t lo = __bfloat16_as_ushort(swiglu_act<true>(acc[gi], acc[ui]));
+      const uint32_t hi = __bfloat16_as_ushort(swiglu_act<true>(acc[gi + 1], acc[ui + 1]));
       store_bf16x2(base + int64_t(r) * a.ld_out + col, lo | (hi << 16));
     }
   }
@@ -361,7 +353,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
 #else
-  __trap();  // compute_90 PTX (no wgmma): grouped_wgmma_supported() keeps launches away
+  __trap();  // compute_90 PTX (no wgmma): grouped_wgmma_refusal() keeps launches away
 #endif
 }
 
@@ -425,14 +417,10 @@ void launch_grouped(const bf16* x, int64_t k, const bf16* w, int64_t w_rows, int
 
 }  // namespace
 
-bool grouped_wgmma_supported() {
-  return device_is_sm90();
-}
-
 std::string grouped_wgmma_refusal(const ExpertWeights& w, const bf16* x_rows, const bf16* y_rows,
                                   int64_t total_rows) {
   if (w.type != WeightType::Bf16) return "it takes bf16 weights only";
-  if (!grouped_wgmma_supported()) return "it needs a compute capability 9.0 device (sm_90a)";
+  if (!device_is_sm90()) return "it needs a compute capability 9.0 device (sm_90a)";
   if (w.num_experts > kMaxExperts)
     return "it takes at most " + std::to_string(kMaxExperts) + " experts (got " +
            std::to_string(w.num_experts) + ")";

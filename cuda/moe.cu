@@ -428,7 +428,6 @@ __global__ void single_group_kernel(int32_t* offsets, int32_t* active, int32_t* 
   *num_active = rows > 0 ? 1 : 0;
 }
 
-
 template <class T>
 void ensure(DeviceBuffer<T>& b, size_t n) {
   if (b.size() < n) b.alloc(n);

@@ -152,7 +152,6 @@ __global__ void rmsnorm_block_row(const T* x, int64_t xs, const T* w, T* y, int6
   }
 }
 
-
 bool can_vectorise(int64_t n, int64_t xs, int64_t ys, const void* x, const void* w, const void* y,
                    int elem_bytes) {
   const int64_t per = 16 / elem_bytes;

@@ -647,7 +647,6 @@ __global__ void scan_combine_kernel(int64_t batch, int64_t dim, int64_t dstate, 
   if (state_out != nullptr) state_out[i] = h;
 }
 
-
 template <class Tl, Mode kMode, bool kVec>
 void launch_scan(const Params& p, dim3 grid, cudaStream_t stream) {
   // (45.5 KB, under the 48 KB default; kept so a larger tile keeps working.)

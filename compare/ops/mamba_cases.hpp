@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "compare/registry.hpp"
@@ -577,24 +578,18 @@ inline std::vector<Case> scan_cases() {
   // passes of 2, 3, 4 and 64 tiles (both buffers, the stagers' drain), at B = 2 and 8, on the
   // scalar paths (D % 8, bcpad 3), N < 16, the chunked scan's pass 3, and with long memory
   // (dtedge tiny).
-  for (const char* L : {"33", "64", "97", "2049"})
-    v.push_back(make_case("SSM_SCAN", {{"L", L},
-                                       {"D", "2064"},
-                                       {"N", "16"},
-                                       {"B", "1"},
-                                       {"state", "1"},
-                                       {"zstride", "2"},
-                                       {"variant", "single"},
-                                       {"tile", "ws"}}));
-  for (const char* L : {"1", "17", "129", "2049"})
-    v.push_back(make_case("SSM_SCAN", {{"L", L},
-                                       {"D", "2064"},
-                                       {"N", "16"},
-                                       {"B", "1"},
-                                       {"state", "1"},
-                                       {"zstride", "2"},
-                                       {"variant", "single"},
-                                       {"tile", "g4"}}));
+  const std::pair<const char*, std::vector<const char*>> single_b1[] = {
+      {"ws", {"33", "64", "97", "2049"}}, {"g4", {"1", "17", "129", "2049"}}};
+  for (const auto& [tile, lengths] : single_b1)
+    for (const char* L : lengths)
+      v.push_back(make_case("SSM_SCAN", {{"L", L},
+                                         {"D", "2064"},
+                                         {"N", "16"},
+                                         {"B", "1"},
+                                         {"state", "1"},
+                                         {"zstride", "2"},
+                                         {"variant", "single"},
+                                         {"tile", tile}}));
   v.push_back(make_case("SSM_SCAN", {{"L", "129"},
                                      {"D", "1000"},
                                      {"N", "16"},

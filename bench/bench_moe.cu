@@ -11,7 +11,7 @@
 //       run alone (--benchmark_filter) can measure faster than the same row in a sweep.
 //   BM_MoeDecode/<int8|bf16>/T      the whole block (router, permute, gather, experts, combine)
 //       as one CUDA graph (decode takes no host sync), same byte count.
-//   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 1024 / 4096 / 8192 tokens
+//   BM_MoePrefill/<bf16|int8>/lanesN/T  the whole block at T = 1024 / 2048 / 4096 / 8192 tokens
 //       (Gemm path, expert GEMMs on N concurrent lanes): TFLOP/s (2 * T * k * 3 * d * I), and
 //       x_cublas = time of the same GEMMs done as two plain cuBLAS bf16 calls (bf16 in and out)
 //       over all T*k rows, over our time (target >= 0.85 for bf16): the median of per-iteration
@@ -31,15 +31,16 @@
 //       the gate/up epilogue, no host sync. H200, 2026-11-29, T = 1024 / 4096 / 8192: x_cublas
 //       0.54 / 0.85 / 0.91 against 0.55 / 0.86 / 0.91 for 4 lanes in the same run.
 //   BM_ExpertsPrefill/bf16/<lanes4|wgmma|grouped>/T  run_experts alone (Gemm path, the schedule
-//       pinned) on a routing computed once, at T = 1024 / 4096 / 8192: the same GEMMs, reference
-//       and counters as BM_MoePrefill, so that the two families together split the gap to cuBLAS
-//       into the expert stage and the rest of the block (router, permutation, gather, combine).
-//       The cuBLAS schedules include the Gemm path's host read of the row counts (one
+//       pinned) on a routing computed once, at T = 1024 / 2048 / 4096 / 8192: the same GEMMs,
+//       reference and counters as BM_MoePrefill, so that the two families together split the gap to
+//       cuBLAS into the expert stage and the rest of the block (router, permutation, gather,
+//       combine). The cuBLAS schedules include the Gemm path's host read of the row counts (one
 //       device->host copy and a stream sync per call); wgmma has none. H200, 2026-11-29, 4
 //       lanes, T = 4096 / 8192: x_cublas 0.88 / 0.93 for the expert stage against 0.85 / 0.90 for
 //       the whole block (same run): the router, permutation, gather and combine cost ~3.5% at T =
 //       4096. With the tiled router and the 32-warp permutation (later run): experts 0.875 / 0.933,
-//       whole block 0.857 / 0.909.
+//       whole block 0.857 / 0.909. T = 2048 (results/h200-2026-11-29h, call 3): expert stage 0.83
+//       on 4 lanes, 0.73 on wgmma.
 //   BM_MoeStages/T                   the four kernels around the experts, each alone, on the
 //       routing of T = 1024 / 4096 / 8192 tokens computed once (bf16 layer): router_topk,
 //       moe_permute, gather_rows, moe_combine, every call on the same inputs and outputs.
@@ -467,11 +468,12 @@ int main(int argc, char** argv) {
   const auto lanes = [](int n) { return PrefillSchedule{GemmSchedule::Lanes, n}; };
   const PrefillSchedule grouped{GemmSchedule::Grouped, default_lanes};
   const PrefillSchedule wgmma{GemmSchedule::Wgmma, default_lanes};
-  // Prefill rows: T = 1024, 4096 and 8192, 20 paired iterations each.
+  // Prefill rows: T = 1024, 2048, 4096 and 8192, 20 paired iterations each.
   const auto register_prefill = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)
         ->ArgName("T")
         ->Arg(1024)
+        ->Arg(2048)
         ->Arg(4096)
         ->Arg(8192)
         ->UseManualTime()

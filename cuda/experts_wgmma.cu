@@ -42,11 +42,12 @@
 // wait for. Per clock these kernels beat cuBLAS per expert (Nsight Compute, serialised, 1.33
 // GHz: 3.17 + 1.60 ms against ~5.5 ms for 16 experts' gate/up, act and down), but under the
 // 700 W cap they do not (5.13 against 4.84 ms at T = 4096). At T = 4096 they read 9.3 GB from
-// DRAM per call for 5.9 GB of weights and rows: the tiles of <= 64 rows run ahead of the full
-// tiles that share their weight slices, and those slices leave L2 before the full tiles read
-// them. Computing the empty half anyway (to keep the pace) cut DRAM to 6.3 GB and was slower
-// all the same: 0.85 / 0.93 against 0.87 / 0.94 (results/h200-2026-11-29g, call 10). Tried
-// and measured, in the order built:
+// DRAM per call for 5.9 GB of weights and rows (at T = 1024 the gate/up launch reads 4.2 GB for
+// 3.8 GB of weights). Computing the empty half of the <= 64-row tiles anyway, so that they keep
+// the full tiles' pace on the weight slices they share, cut DRAM to 6.3 GB and was slower all
+// the same: 0.85 / 0.93 against 0.87 / 0.94 (results/h200-2026-11-29g, call 10); pairing those
+// tiles (below) kept the pace without the empty MMAs, left DRAM at 9.3 GB and was slower too.
+// Tried and measured, in the order built:
 //   - silu_exact in the epilogue: 6% slower than silu_fast (557 / 587 against 591 / 614
 //     TFLOP/s);
 //   - tiles at a static stride (t, t + grid, ...): 2-4% slower than the counter (568 / 595
@@ -57,7 +58,18 @@
 //     less L2 -> SM traffic): no faster (gate/up 3.21 ms, down 1.63 ms under Nsight Compute;
 //     0.86 / 0.92 in the benchmark). Consumers that released stages with a cluster-scope
 //     release (mbarrier.arrive.release.cluster) ran at 0.55: the default CTA-scope arrive is
-//     the one to use there.
+//     the one to use there;
+//   - pair tiles (results/h200-2026-11-29h, call 2): an expert's tail of <= 64 rows as one tile
+//     per two column blocks, each consumer warpgroup owning one block, stages alternating
+//     between the two blocks' weights: slower, expert stage 0.43 / 0.84 / 0.92 at T = 1024 /
+//     4096 / 8192 against 0.51 / 0.87 / 0.94 without (same run), DRAM at T = 4096 unchanged
+//     (5.6 + 3.6 GB). A pair tile moves twice the bytes per MMA of a full tile;
+//   - lockstep (call 3): the later row tiles of a weight slice request stage kb only once its
+//     first row tile has requested kb - 4 (a global counter per slice): slower everywhere, 0.42
+//     / 0.50 / 0.54 / 0.74 at T = 1024 / 2048 / 4096 / 8192 against 0.54 / 0.73 / 0.88 / 0.94,
+//     with gate/up DRAM at T = 1024 up (4.7 against 4.2 GB). A CTA claims its next tile when it
+//     starts the current one, so a follower can wait most of a tile for a leader that has not
+//     started.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 

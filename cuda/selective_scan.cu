@@ -24,6 +24,9 @@
 //   the same with the polynomial softplus (ssm_math.cuh; staging ~490 -> ~330 instructions per
 //   thread and tile): 242 / 907 / 3578 / 14268 us, 10.82 ms (g4 today)
 //   ws for B = 1 (2026-11-29, later): 193 / 739 / 2910 / 11631 us (B = 16 stays on g4)
+//   the decay's polynomial on |x| < 1/16 with a quadratic instead of 1/4 with a cubic
+//   (ssm_math.cuh; one FMA less per state entry): 186 / 710 / 2796 / 11167 us, 10.38 ms
+//   (results/h200-2026-11-29h, call 6)
 //   rejected: two stages in shared memory (74.5 KB), the next tile staged in halves inside the
 //   loop, one barrier per tile: 311 / 1162 / 4576 / 18272 us, 11.92 ms; an instance for one
 //   block per SM (up to 255 registers) at B = 1: 1128 -> 1162 us at 8K (slower).

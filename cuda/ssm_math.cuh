@@ -5,26 +5,25 @@
 #include <cuda_runtime.h>
 
 #include "core/softplus.hpp"
+#include "core/ssm_decay.hpp"
 #include "cuda/device_util.cuh"
 
 namespace jb::cuda::ssm_math {
 
 using dev::ex2_approx;
 using dev::kLog2e;
+using jb::exp2_decay_poly;
+using jb::kExp2DecayPolyLimit;
 using jb::softplus_poly;
 
 // 2^x for x = delta * A * log2(e) (<= 0 with softplus). For |x| < 1/16: 1 + x q(x), q a quadratic
-// fitted to (2^x - 1) / x on [-1/16, 0] in relative error (fp32 coefficients, max 1.1e-7), on
-// the FMA pipe; for larger |x|, ex2.approx (MUFU). Why not ex2.approx everywhere: when delta*A
-// is small, exp(delta*A) ~ 1 multiplies the state at every step (long memory), and the hardware
-// approximation's error is a smooth function of its argument, i.e. nearly the same at
-// consecutive steps, so it adds up linearly over the ~1/|delta*A| steps the state remembers
-// instead of averaging out like rounding errors: a relative error e in 2^x becomes ~e / (|x| ln
-// 2) in the state, so ex2.approx's ~2^-22 is harmless at |x| >= 1/16 (memory of ~23 steps) and
-// not below. The form 1 + x q(x) keeps the error relative to 1 - 2^x, and so to the state, small
-// as x -> 0. Against 2^x in 30-digit arithmetic, fp32 fma evaluation (numpy, 3000 random x per
-// range): |x| < 1e-3: bias +0.006 ulp, max 0.50 ulp; [1e-3, 0.02]: bias -0.026, max 0.53;
-// [0.02, 1/16]: bias -0.004, max 0.56 ulp.
+// (core/ssm_decay.hpp: fit, accuracy, host test), on the FMA pipe; for larger |x|, ex2.approx
+// (MUFU). Why not ex2.approx everywhere: when delta*A is small, exp(delta*A) ~ 1 multiplies the
+// state at every step (long memory), and the hardware approximation's error is a smooth function
+// of its argument, i.e. nearly the same at consecutive steps, so it adds up linearly over the
+// ~1/|delta*A| steps the state remembers instead of averaging out like rounding errors: a
+// relative error e in 2^x becomes ~e / (|x| ln 2) in the state, so ex2.approx's ~2^-22 is
+// harmless at |x| >= 1/16 (memory of ~23 steps) and not below.
 // Measured on an H200 (results/h200-2026-11-29h, call 5; compare --quick SSM_SCAN, SSM_UPDATE,
 // MAMBA_LAYER; worst final-state error over the cases as a multiple of the bf16 reference's;
 // scan at B = 1 L = 2K / 8K / 128K and B = 16 L = 8K):
@@ -37,10 +36,8 @@ using jb::softplus_poly;
 // (2026-11-28: a cubic in x on |x| < 1/64 only raised the state error to 2.1-2.3x; before the
 // 1/4 cubic, a degree-6 Taylor polynomial on |x| < 1/2 cost two FMAs more than it.)
 __device__ __forceinline__ float exp2_decay(float x) {
-  float q = fmaf(x, 5.460984259843826e-2f, 2.402055561542511e-1f);
-  q = fmaf(q, x, 6.931471228599548e-1f);
-  const float p = fmaf(x, q, 1.0f);
-  return fabsf(x) < 0.0625f ? p : ex2_approx(x);
+  const float p = exp2_decay_poly(x);
+  return fabsf(x) < kExp2DecayPolyLimit ? p : ex2_approx(x);
 }
 // core/softplus.hpp (accuracy there and in tests/test_core_softplus.cpp). It replaced
 // log1pf(expf(v)), which ran 8 times per thread per tile in the scan's staging (~17% of that

@@ -7,31 +7,14 @@
 #include <limits>
 
 #include "core/softplus.hpp"
+#include "tests/ulp_error.hpp"
 
 namespace {
 
-// Error of softplus_poly(v) in units of the fp32 ulp of the exact value.
-double ulp_error(float v) {
+// log1p(exp(v)) in long double, and v itself above the threshold 20.
+long double softplus_exact(float v) {
   const long double x = v;
-  const long double exact = x > 20.0L ? x : std::log1p(std::exp(x));
-  const float exact_f = static_cast<float>(exact);
-  const double ulp = std::nextafter(exact_f, std::numeric_limits<float>::infinity()) - exact_f;
-  return static_cast<double>((static_cast<long double>(jb::softplus_poly(v)) - exact) / ulp);
-}
-
-struct Stats {
-  double max_abs = 0, mean = 0;
-};
-
-Stats error_over(float lo, float hi, int n) {
-  Stats s;
-  for (int i = 0; i < n; ++i) {
-    const float v = lo + (hi - lo) * (static_cast<float>(i) + 0.5f) / static_cast<float>(n);
-    const double e = ulp_error(v);
-    s.max_abs = std::max(s.max_abs, std::abs(e));
-    s.mean += e / n;
-  }
-  return s;
+  return x > 20.0L ? x : std::log1p(std::exp(x));
 }
 
 // Ranges: dt pre-activations of small and mid delta, around 0, large, and up to the threshold.
@@ -41,7 +24,8 @@ TEST(Softplus, PolynomialIsWithinThreeUlpAndUnbiased) {
   const std::pair<float, float> ranges[] = {
       {-87.f, -20.f}, {-20.f, -5.f}, {-9.f, -2.f}, {-2.f, 2.f}, {2.f, 20.f}};
   for (auto [lo, hi] : ranges) {
-    const Stats s = error_over(lo, hi, 20001);
+    const jb::test::UlpStats s =
+        jb::test::ulp_error_over(jb::softplus_poly, softplus_exact, lo, hi, 20001);
     EXPECT_LE(s.max_abs, 3.0) << "v in [" << lo << ", " << hi << "]";
     EXPECT_LE(std::abs(s.mean), 0.15) << "v in [" << lo << ", " << hi << "]";
   }

@@ -521,16 +521,22 @@ inline std::vector<Case> scan_cases() {
                                        {"state", "1"},
                                        {"zstride", "2"},
                                        {"bcpad", "256"}}));
-  for (const char* N : {"8", "4", "1"})
+  // Cases kept to be pinned to the ws tile below as well.
+  std::vector<Case> few_states;  // N = 4 and 1
+  for (const char* N : {"8", "4", "1"}) {
     v.push_back(
         make_case("SSM_SCAN", {{"L", "65"}, {"D", "1000"}, {"N", N}, {"B", "2"}, {"state", "1"}}));
-  v.push_back(make_case(
+    if (std::string(N) != "8") few_states.push_back(v.back());
+  }
+  const Case bcpad3 = make_case(
       "SSM_SCAN",
-      {{"L", "200"}, {"D", "1000"}, {"N", "16"}, {"B", "2"}, {"state", "1"}, {"bcpad", "3"}}));
+      {{"L", "200"}, {"D", "1000"}, {"N", "16"}, {"B", "2"}, {"state", "1"}, {"bcpad", "3"}});
+  v.push_back(bcpad3);
   for (const char* e : {"big", "tiny"})
     v.push_back(make_case(
         "SSM_SCAN",
         {{"L", "2049"}, {"D", "1000"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"dtedge", e}}));
+  const Case long_memory = v.back();  // dtedge tiny
   v.push_back(make_case(
       "SSM_SCAN",
       {{"L", "2049"}, {"D", "1000"}, {"N", "16"}, {"B", "1"}, {"state", "1"}, {"underflow", "1"}}));
@@ -565,13 +571,14 @@ inline std::vector<Case> scan_cases() {
                                      {"B", "1"},
                                      {"state", "1"},
                                      {"variant", "single"}}));
-  v.push_back(make_case("SSM_SCAN", {{"L", "129"},
-                                     {"D", "1000"},
-                                     {"N", "16"},
-                                     {"B", "8"},
-                                     {"state", "1"},
-                                     {"zstride", "2"},
-                                     {"bcpad", "256"}}));
+  const Case batch8 = make_case("SSM_SCAN", {{"L", "129"},
+                                             {"D", "1000"},
+                                             {"N", "16"},
+                                             {"B", "8"},
+                                             {"state", "1"},
+                                             {"zstride", "2"},
+                                             {"bcpad", "256"}});
+  v.push_back(batch8);
   // Forced tiles. Auto runs ws on single passes of at most one block per SM (most single passes
   // above, D = 8192 at B = 1) and g4 elsewhere (chunked scans, more blocks). g4 is pinned on
   // single passes at B = 1 (1 to 65 tiles; L = 16384 is a big case). ws is pinned on single
@@ -590,25 +597,9 @@ inline std::vector<Case> scan_cases() {
                                          {"zstride", "2"},
                                          {"variant", "single"},
                                          {"tile", tile}}));
-  v.push_back(make_case("SSM_SCAN", {{"L", "129"},
-                                     {"D", "1000"},
-                                     {"N", "16"},
-                                     {"B", "8"},
-                                     {"state", "1"},
-                                     {"zstride", "2"},
-                                     {"bcpad", "256"},
-                                     {"tile", "ws"}}));
-  v.push_back(make_case("SSM_SCAN", {{"L", "200"},
-                                     {"D", "1000"},
-                                     {"N", "16"},
-                                     {"B", "2"},
-                                     {"state", "1"},
-                                     {"bcpad", "3"},
-                                     {"tile", "ws"}}));
-  for (const char* N : {"4", "1"})
-    v.push_back(make_case(
-        "SSM_SCAN",
-        {{"L", "65"}, {"D", "1000"}, {"N", N}, {"B", "2"}, {"state", "1"}, {"tile", "ws"}}));
+  v.push_back(Case(batch8).set("tile", "ws"));
+  v.push_back(Case(bcpad3).set("tile", "ws"));
+  for (const Case& c : few_states) v.push_back(Case(c).set("tile", "ws"));
   v.push_back(make_case(
       "SSM_SCAN",
       {{"L", "129"}, {"D", "7"}, {"N", "16"}, {"B", "1"}, {"zstride", "2"}, {"tile", "ws"}}));
@@ -620,13 +611,7 @@ inline std::vector<Case> scan_cases() {
                                      {"variant", "chunked"},
                                      {"chunk", "96"},
                                      {"tile", "ws"}}));
-  v.push_back(make_case("SSM_SCAN", {{"L", "2049"},
-                                     {"D", "1000"},
-                                     {"N", "16"},
-                                     {"B", "1"},
-                                     {"state", "1"},
-                                     {"dtedge", "tiny"},
-                                     {"tile", "ws"}}));
+  v.push_back(Case(long_memory).set("tile", "ws"));
   // Big: Jamba-v0.1 widths (d_inner 8192, d_state 16), up to L = 64K, batch 8.
   v.push_back(make_case("SSM_SCAN", {{"L", "4097"},
                                      {"D", "8192"},

@@ -29,7 +29,9 @@ constexpr int kBlocksPerSm = 4;  // __launch_bounds__: 128 registers, 4 x 128 th
 // 4 rows there.
 // Measured on an H200 (2026-11-28, D = 8192, K = 4, fraction of copy at B=1 L = 2K / 8K / 32K /
 // 128K and B=16 L=8K; back-to-back launches below 32K): this design 0.57 / 0.80 / 0.88 / 0.92 /
-// 0.91 (the pipeline before it, one launch per event pair: 0.44 / 0.65 / 0.79 / 0.87 / 0.87;
+// 0.91 with one wave up to 32K (conv_time_tile now runs two or four waves there: 0.63 / 0.84 /
+// 0.91 at 2K / 8K / 32K; the pipeline before it, one launch per event pair: 0.44 / 0.65 / 0.79
+// / 0.87 / 0.87;
 // from 32K up the two timings agree to 1%). A per-thread 16-row shared-memory ring filled by
 // cp.async (128 KB of reads in flight per SM, 52 KB of shared memory per block) was slower: 0.50 /
 // 0.72 / 0.83 / 0.92 / 0.91, so bytes in flight are not what limits the short lengths.
@@ -41,7 +43,8 @@ constexpr int kMinTimeTile = 16;
 // delays the end by a fraction of one block, while the per-block prologue (K-1 history rows, the
 // weight fill) stays < 1% of the block's 512 rows.
 constexpr int kMaxTimeTile = 512;
-constexpr int64_t kMaxTiles = 65535;  // gridDim.y
+constexpr int64_t kFourWaveTile = 128;  // see conv_time_tile
+constexpr int64_t kMaxTiles = 65535;    // gridDim.y
 
 struct FwdParams {
   int64_t seqlen, dim;
@@ -275,15 +278,27 @@ __global__ void conv1d_update_kernel(Conv1dUpdateArgs a, int64_t x_rs, int64_t y
 // tokens; cut each into the same number of tiles so that the grid fills whole waves of the
 // `slots` resident blocks (kBlocksPerSm x SMs): a partial last wave runs with a fraction of the
 // bytes in flight, and a half-empty single wave (B=1 L=2K at the old fixed 64-token floor: 256
-// blocks for 528 slots) runs the whole job at half the loads in flight. Example, H200, D = 8192
-// (8 channel blocks), B = 1: L = 2K -> 32-token tiles, 512 blocks, one wave; L = 32K -> 504
-// tokens, 528 blocks; L = 128K -> 4 waves of 504-token tiles; B = 16 L = 8K -> 4 waves of 512.
+// blocks for 528 slots) runs the whole job at half the loads in flight.
+// At least two waves, and four where the tiles stay >= kFourWaveTile tokens: in a single wave an
+// SM whose blocks got their rows early idles until the slowest block ends (Nsight Compute at B=1
+// L=2K, one wave: SMs active 67% of the kernel's cycles), whereas later waves let the block
+// scheduler hand it more work. Measured on an H200 (2026-11-29, fraction of the 1 GB copy, one
+// wave -> this rule): B=1 L=2K 0.567 -> 0.627 (16-token tiles), 8K 0.803 -> 0.838 (64), 32K
+// 0.878 -> 0.905 (128). More waves by shorter tiles lost: 8-token tiles at 2K 0.565 (3 history
+// rows per 8), 32-token tiles at 8K 0.81. Narrower blocks (64 or 32 threads, more blocks per
+// SM) changed these by at most 0.02. Example, H200, D = 8192 (8 channel blocks), B = 1: L = 2K
+// -> 16-token tiles, 1024 blocks; 8K -> 64; 32K -> 128, 2048 blocks; L = 128K -> 4 waves of
+// 504-token tiles; B = 16 L = 8K -> 4 waves of 512.
 int64_t conv_time_tile(int64_t rows, int64_t seqlen, int64_t slots) {
   const int64_t min_tiles = ceil_div(seqlen, kMaxTimeTile);
-  const int64_t waves = ceil_div(rows * min_tiles, slots);
-  const int64_t tiles = std::min(kMaxTiles, std::max(min_tiles, waves * slots / rows));
-  const int64_t tile = ceil_div(ceil_div(seqlen, tiles), kTileGranule) * kTileGranule;
-  return std::max<int64_t>(tile, kMinTimeTile);
+  const auto tile_for = [&](int64_t waves) {
+    const int64_t tiles = std::min(kMaxTiles, std::max(min_tiles, waves * slots / rows));
+    const int64_t tile = ceil_div(ceil_div(seqlen, tiles), kTileGranule) * kTileGranule;
+    return std::max<int64_t>(tile, kMinTimeTile);
+  };
+  const int64_t waves = std::max<int64_t>(2, ceil_div(rows * min_tiles, slots));
+  if (waves < 4 && tile_for(4) >= kFourWaveTile) return tile_for(4);
+  return tile_for(waves);
 }
 
 template <int K, bool kVec>

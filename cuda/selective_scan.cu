@@ -742,11 +742,19 @@ ScanPlan selective_scan_pick(const ScanArgs& a) {
   return plan;
 }
 
+namespace {
+// The chunked scan's workspace: every chunk's local end state h [B, chunks, D, N] (ws_h) and
+// its sum of delta over the chunk, whose exp(A sum) carries the state across it [B, chunks, D]
+// (ws_s).
+size_t chunk_workspace_bytes(const ScanArgs& a, int64_t nchunks) {
+  return static_cast<size_t>(a.batch * nchunks * a.dim * (a.dstate + 1)) * sizeof(float);
+}
+}  // namespace
+
 size_t selective_scan_workspace_bytes(const ScanArgs& a) {
   const ScanPlan plan = selective_scan_pick(a);
   if (plan.variant != ScanVariant::Chunked) return 0;
-  const int64_t nchunks = ceil_div(a.seqlen, plan.chunk_len);
-  return static_cast<size_t>(a.batch * nchunks * a.dim * (a.dstate + 1)) * sizeof(float);
+  return chunk_workspace_bytes(a, ceil_div(a.seqlen, plan.chunk_len));
 }
 
 std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream) {
@@ -817,8 +825,7 @@ std::string selective_scan_fwd(const ScanArgs& a, cudaStream_t stream) {
 
   const int64_t nchunks = ceil_div(a.seqlen, len);
   if (nchunks > 65535) fail(ErrorKind::Unsupported, "selective_scan_fwd: too many chunks");
-  const size_t ws_bytes =
-      static_cast<size_t>(a.batch * nchunks * a.dim * (a.dstate + 1)) * sizeof(float);
+  const size_t ws_bytes = chunk_workspace_bytes(a, nchunks);
   float* ws = static_cast<float*>(a.workspace);
   std::unique_lock<std::mutex> lock;
   if (ws == nullptr) {

@@ -92,9 +92,17 @@ constexpr int kABytes = kBM * kBK * 2;                // 16 KB
 constexpr int kBoxBytes = 128 * kBK * 2;              // one TMA box: 128 rows x 64 k
 constexpr int kStageBytes = kABytes + 2 * kBoxBytes;  // 48 KB
 constexpr int kMaxExperts = 256;
+
+struct TileCoord {
+  int e;      // expert
+  int row0;   // first row of the tile in x / out
+  int rows;   // rows of the expert in this tile (1..128)
+  int n_blk;  // column block
+};
+
 constexpr size_t kSmemBytes = 1024 /* alignment slack */ + size_t(kStages) * kStageBytes +
-                              2 * kStages * sizeof(uint64_t) +
-                              (2 * (kMaxExperts + 1) + kStages) * 4;
+                              2 * kStages * sizeof(uint64_t) + (2 * (kMaxExperts + 1)) * 4 +
+                              kStages * sizeof(TileCoord);
 
 struct GemmDevArgs {
   const int32_t* offsets;  // [E + 1], expert e's rows [offsets[e], offsets[e + 1])
@@ -107,13 +115,6 @@ struct GemmDevArgs {
   bf16* out;
   int64_t ld_out;
   int* tile_counter;  // zero at launch: tiles handed out after each CTA's first
-};
-
-struct TileCoord {
-  int e;      // expert
-  int row0;   // first row of the tile in x / out
-  int rows;   // rows of the expert in this tile (1..128)
-  int n_blk;  // column block
 };
 
 #if JB_HAVE_SM90A
@@ -250,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* empty = full + kStages;
   int32_t* offsets = reinterpret_cast<int32_t*>(empty + kStages);  // [E + 1]
   int32_t* tile_start = offsets + kMaxExperts + 1;                 // [E + 1]
-  int32_t* stage_tile = tile_start + kMaxExperts + 1;  // [kStages]: the tile a stage starts
+  // [kStages]: the tile a stage starts, decoded once by the producer (e < 0: the end mark)
+  TileCoord* stage_tile = reinterpret_cast<TileCoord*>(tile_start + kMaxExperts + 1);
   const int tid = threadIdx.x, E = a.num_experts;
 
   // Offsets clamped into [0, total_rows] and made non-decreasing, so that a corrupt table can
@@ -291,22 +293,22 @@ __global__ void __launch_bounds__(kThreads, 1)
       const bool done = t >= total_tiles;
       // Claimed now, used after this tile's loads are issued (the atomic's latency hidden).
       const int next = done ? 0 : atomicAdd(a.tile_counter, 1) + static_cast<int>(gridDim.x);
-      int row0 = 0, w0 = 0, w1 = 0;
+      TileCoord tc{-1, 0, 0, 0};
+      int w0 = 0, w1 = 0;
       if (!done) {
-        const TileCoord tc = decode_tile(t, offsets, tile_start, E, a.n_blocks);
-        row0 = tc.row0;
+        tc = decode_tile(t, offsets, tile_start, E, a.n_blocks);
         w0 = tc.e * a.w_rows + tc.n_blk * (kSwiGLU ? kBN / 2 : kBN);
         w1 = w0 + (kSwiGLU ? a.n_out : kBN / 2);  // up rows, or the second half
       }
       for (int kb = 0; kb < (done ? 1 : nk); ++kb) {
         dev::mbar_wait(&empty[s], phase ^ 1);
-        if (kb == 0) stage_tile[s] = t;  // published by the arrive below (release)
+        if (kb == 0) stage_tile[s] = tc;  // published by the arrive below (release)
         if (done) {
           dev::mbar_arrive(&full[s]);  // no copies: the consumers read the end mark and stop
         } else {
           dev::mbar_arrive_expect_tx(&full[s], kStageBytes);
           const uint32_t sa = stage0 + s * kStageBytes, sb = sa + kABytes;
-          dev::tma_load_2d(sa, &tm_x, kb * kBK, row0, &full[s]);
+          dev::tma_load_2d(sa, &tm_x, kb * kBK, tc.row0, &full[s]);
           dev::tma_load_2d(sb, &tm_w, kb * kBK, w0, &full[s]);
           dev::tma_load_2d(sb + kBoxBytes, &tm_w, kb * kBK, w1, &full[s]);
         }
@@ -329,9 +331,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   float acc[128];
   for (;;) {
     dev::mbar_wait(&full[s], phase);  // the tile's first stage, which names the tile
-    const int t = stage_tile[s];
-    if (t >= total_tiles) return;
-    const TileCoord tc = decode_tile(t, offsets, tile_start, E, a.n_blocks);
+    const TileCoord tc = stage_tile[s];
+    if (tc.e < 0) return;
     const bool active = __shfl_sync(0xffffffffu, tc.rows > ci * 64, 0);
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.f;

@@ -27,14 +27,19 @@ constexpr int kBlocksPerSm = 4;  // __launch_bounds__: 128 registers, 4 x 128 th
 // registers, but its stores came out as 4 x 32-bit STG per row instead of one 128-bit one.) The
 // scalar path's rows arrive as 8 separate 16-bit loads, each holding a register until packed:
 // 4 rows there.
-// Measured on an H200 (2026-11-28, D = 8192, K = 4, fraction of copy at B=1 L = 2K / 8K / 32K /
-// 128K and B=16 L=8K; back-to-back launches below 32K): this design 0.57 / 0.80 / 0.88 / 0.92 /
-// 0.91 with one wave up to 32K (conv_time_tile now runs two or four waves there: 0.63 / 0.84 /
-// 0.91 at 2K / 8K / 32K; the pipeline before it, one launch per event pair: 0.44 / 0.65 / 0.79
-// / 0.87 / 0.87;
-// from 32K up the two timings agree to 1%). A per-thread 16-row shared-memory ring filled by
-// cp.async (128 KB of reads in flight per SM, 52 KB of shared memory per block) was slower: 0.50 /
-// 0.72 / 0.83 / 0.92 / 0.91, so bytes in flight are not what limits the short lengths.
+// Measured on an H200 (D = 8192, K = 4, fraction of the 1 GB copy at B=1 L = 2K / 8K / 32K /
+// 128K and B=16 L=8K; back-to-back launches below 32K):
+// - this design, one wave up to 32K (2026-11-28): 0.57 / 0.80 / 0.88 / 0.92 / 0.91;
+// - with conv_time_tile's two or four waves (2026-11-29): 0.62 / 0.84 / 0.90 / 0.92 / 0.92;
+// - the pipeline before it, one launch per event pair: 0.44 / 0.65 / 0.79 / 0.87 / 0.87 (from
+//   32K up the two timings agree to 1%);
+// - a per-thread 16-row shared-memory ring filled by cp.async (128 KB of reads in flight per
+//   SM, 52 KB of shared memory per block), one wave: 0.50 / 0.72 / 0.83 / 0.92 / 0.91. So bytes
+//   in flight are not what limits the short lengths;
+// - nor is the chain of DRAM round trips per tile: an L2 bulk prefetch
+//   (cp.async.bulk.prefetch.L2) of the tile's first 8-64 rows at block start, then of row
+//   r + distance at row r, two waves, left 2K at 0.61-0.62 and took 8K / 32K down to 0.62 /
+//   0.65 at distances 32 / 64 (0.61 / 0.83 / 0.90 without it in the same run).
 constexpr int kRowsVec = 6;
 constexpr int kRowsScalar = 4;
 constexpr int kTileGranule = 8;  // tiles are multiples of this many tokens

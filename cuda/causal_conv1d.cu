@@ -44,6 +44,9 @@ constexpr int kRowsVec = 6;
 constexpr int kRowsScalar = 4;
 constexpr int kTileGranule = 8;  // tiles are multiples of this many tokens
 constexpr int kMinTimeTile = 16;
+// Only the first time tile may read the initial conv state (the kernel's in-place state write
+// relies on it): every other tile starts at t0 >= kMinTimeTile, past the K - 1 <= 3 history rows.
+static_assert(kMinTimeTile >= 4, "time tiles must be at least as long as the widest conv");
 // Longest tile: caps a wave at ~1/4 of the run at B=1 L=128K (4 whole waves) so a slow SM
 // delays the end by a fraction of one block, while the per-block prologue (K-1 history rows, the
 // weight fill) stays < 1% of the block's 512 rows.

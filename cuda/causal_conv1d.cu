@@ -282,33 +282,6 @@ __global__ void conv1d_update_kernel(Conv1dUpdateArgs a, int64_t x_rs, int64_t y
   a.y[b * y_rs + c] = __float2bfloat16_rn(a.silu ? silu_f(acc) : acc);
 }
 
-// Tokens per block. The job is rows = batch x channel blocks independent strips of seqlen
-// tokens; cut each into the same number of tiles so that the grid fills whole waves of the
-// `slots` resident blocks (kBlocksPerSm x SMs): a partial last wave runs with a fraction of the
-// bytes in flight, and a half-empty single wave (B=1 L=2K at the old fixed 64-token floor: 256
-// blocks for 528 slots) runs the whole job at half the loads in flight.
-// At least two waves, and four where the tiles stay >= kFourWaveTile tokens: in a single wave an
-// SM whose blocks got their rows early idles until the slowest block ends (Nsight Compute at B=1
-// L=2K, one wave: SMs active 67% of the kernel's cycles), whereas later waves let the block
-// scheduler hand it more work. Measured on an H200 (2026-11-29, fraction of the 1 GB copy, one
-// wave -> this rule): B=1 L=2K 0.567 -> 0.627 (16-token tiles), 8K 0.803 -> 0.838 (64), 32K
-// 0.878 -> 0.905 (128). More waves by shorter tiles lost: 8-token tiles at 2K 0.565 (3 history
-// rows per 8), 32-token tiles at 8K 0.81. Narrower blocks (64 or 32 threads, more blocks per
-// SM) changed these by at most 0.02. Example, H200, D = 8192 (8 channel blocks), B = 1: L = 2K
-// -> 16-token tiles, 1024 blocks; 8K -> 64; 32K -> 128, 2048 blocks; L = 128K -> 4 waves of
-// 504-token tiles; B = 16 L = 8K -> 4 waves of 512.
-int64_t conv_time_tile(int64_t rows, int64_t seqlen, int64_t slots) {
-  const int64_t min_tiles = ceil_div(seqlen, kMaxTimeTile);
-  const auto tile_for = [&](int64_t waves) {
-    const int64_t tiles = std::min(kMaxTiles, std::max(min_tiles, waves * slots / rows));
-    const int64_t tile = ceil_div(ceil_div(seqlen, tiles), kTileGranule) * kTileGranule;
-    return std::max<int64_t>(tile, kMinTimeTile);
-  };
-  const int64_t waves = std::max<int64_t>(2, ceil_div(rows * min_tiles, slots));
-  if (waves < 4 && tile_for(4) >= kFourWaveTile) return tile_for(4);
-  return tile_for(waves);
-}
-
 template <int K, bool kVec>
 int64_t resident_blocks() {
   static const int64_t n =
@@ -343,6 +316,33 @@ void check_dims(int64_t batch, int64_t dim, int width, const char* what) {
 }
 
 }  // namespace
+
+// Tokens per block. The job is rows = batch x channel blocks independent strips of seqlen
+// tokens; cut each into the same number of tiles so that the grid fills whole waves of the
+// `slots` resident blocks (kBlocksPerSm x SMs): a partial last wave runs with a fraction of the
+// bytes in flight, and a half-empty single wave (B=1 L=2K at the old fixed 64-token floor: 256
+// blocks for 528 slots) runs the whole job at half the loads in flight.
+// At least two waves, and four where the tiles stay >= kFourWaveTile tokens: in a single wave an
+// SM whose blocks got their rows early idles until the slowest block ends (Nsight Compute at B=1
+// L=2K, one wave: SMs active 67% of the kernel's cycles), whereas later waves let the block
+// scheduler hand it more work. Measured on an H200 (2026-11-29, fraction of the 1 GB copy, one
+// wave -> this rule): B=1 L=2K 0.567 -> 0.627 (16-token tiles), 8K 0.803 -> 0.838 (64), 32K
+// 0.878 -> 0.905 (128). More waves by shorter tiles lost: 8-token tiles at 2K 0.565 (3 history
+// rows per 8), 32-token tiles at 8K 0.81. Narrower blocks (64 or 32 threads, more blocks per
+// SM) changed these by at most 0.02. Example, H200, D = 8192 (8 channel blocks), B = 1: L = 2K
+// -> 16-token tiles, 1024 blocks; 8K -> 64; 32K -> 128, 2048 blocks; L = 128K -> 4 waves of
+// 504-token tiles; B = 16 L = 8K -> 4 waves of 512.
+int64_t conv_time_tile(int64_t rows, int64_t seqlen, int64_t slots) {
+  const int64_t min_tiles = ceil_div(seqlen, kMaxTimeTile);
+  const auto tile_for = [&](int64_t waves) {
+    const int64_t tiles = std::min(kMaxTiles, std::max(min_tiles, waves * slots / rows));
+    const int64_t tile = ceil_div(ceil_div(seqlen, tiles), kTileGranule) * kTileGranule;
+    return std::max<int64_t>(tile, kMinTimeTile);
+  };
+  const int64_t waves = std::max<int64_t>(2, ceil_div(rows * min_tiles, slots));
+  if (waves < 4 && tile_for(4) >= kFourWaveTile) return tile_for(4);
+  return tile_for(waves);
+}
 
 const char* causal_conv1d_fwd(const Conv1dArgs& a, cudaStream_t stream) {
   check_dims(a.batch, a.dim, a.width, "causal_conv1d_fwd");

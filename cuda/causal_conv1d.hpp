@@ -35,6 +35,11 @@ struct Conv1dArgs {
 // Prefill over L tokens. Returns the variant name ("vec8" or "scalar").
 const char* causal_conv1d_fwd(const Conv1dArgs& a, cudaStream_t stream = nullptr);
 
+// The prefill's tokens per block (host arithmetic, public for its test): `rows` independent
+// strips of seqlen tokens (batch x channel blocks) over `slots` resident blocks. A multiple of 8,
+// 16 to 512 tokens, at most 65535 tiles per strip; the rule is in causal_conv1d.cu.
+int64_t conv_time_tile(int64_t rows, int64_t seqlen, int64_t slots);
+
 struct Conv1dUpdateArgs {
   int64_t batch = 1, dim = 0;
   int width = 4;

@@ -14,6 +14,7 @@
 #include "core/bf16.hpp"
 #include "core/rng.hpp"
 #include "core/weights.hpp"
+#include "cuda/causal_conv1d.hpp"
 #include "cuda/common.cuh"
 #include "cuda/mamba_layer.hpp"
 #include "cuda/random_init.hpp"
@@ -49,6 +50,39 @@ TEST(ScanKnobs, TileNamesParse) {
               std::string::npos)
         << e.what();
   }
+}
+
+// Host only: the conv prefill's time tiles. The H200 examples of causal_conv1d.cu (132 SMs x 4
+// blocks = 528 slots; D = 8192 is 8 channel blocks of 1024), worked out by hand from the rule:
+// two waves at 2K and 8K, four at 32K (128-token tiles), the 512-token cap's four waves at 128K
+// and at B = 16, L = 8K.
+TEST(ConvKnobs, TimeTileExamples) {
+  EXPECT_EQ(jb::cuda::conv_time_tile(8, 2048, 528), 16);
+  EXPECT_EQ(jb::cuda::conv_time_tile(8, 8192, 528), 64);
+  EXPECT_EQ(jb::cuda::conv_time_tile(8, 32768, 528), 128);
+  EXPECT_EQ(jb::cuda::conv_time_tile(8, 131072, 528), 504);
+  EXPECT_EQ(jb::cuda::conv_time_tile(128, 8192, 528), 512);
+  EXPECT_EQ(jb::cuda::conv_time_tile(8, 1, 528), 16);
+}
+
+// Host only: over strips, lengths up to the kernel's limit (512 x 65535 tokens) and slot counts,
+// every tile is a multiple of 8 in [16, 512], a strip has at most 65535 tiles (gridDim.y), and
+// a grid of tiles longer than the minimum fills at least one wave.
+TEST(ConvKnobs, TimeTileInvariants) {
+  for (int64_t rows : {1, 2, 3, 8, 16, 33, 128, 1024, 8192, 524280})
+    for (int64_t L : {1, 2, 15, 16, 17, 100, 1000, 2048, 4097, 8192, 16384, 32768, 131072, 1 << 20,
+                      512 * 65535})
+      for (int64_t slots : {132, 456, 528, 1056, 2112}) {
+        const int64_t tile = jb::cuda::conv_time_tile(rows, L, slots);
+        const int64_t tiles = (L + tile - 1) / tile;
+        SCOPED_TRACE("rows " + std::to_string(rows) + ", L " + std::to_string(L) + ", slots " +
+                     std::to_string(slots) + ": tile " + std::to_string(tile));
+        EXPECT_EQ(tile % 8, 0);
+        EXPECT_GE(tile, 16);
+        EXPECT_LE(tile, 512);
+        EXPECT_LE(tiles, 65535);
+        if (tile > 16) EXPECT_GE(rows * tiles, slots);
+      }
 }
 
 void run_op_cases(const std::string& name) {

@@ -237,12 +237,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace
 
 void launch_prefill_wgmma(const PrefillArgs& a, float scale_log2, cudaStream_t stream) {
-  static const bool smem_set = [] {
-    JB_CUDA(cudaFuncSetAttribute(prefill_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 kSmemBytes));
-    return true;
-  }();
-  (void)smem_set;
+  allow_dynamic_smem<prefill_wgmma_kernel>(kSmemBytes);
   const dim3 grid((a.seqs.max_new + kBM - 1) / kBM, a.num_heads, a.seqs.batch);
   prefill_wgmma_kernel<<<grid, kThreads, kSmemBytes, stream>>>(a, scale_log2);
   JB_LAUNCH("prefill_wgmma_kernel");

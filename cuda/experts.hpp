@@ -103,7 +103,8 @@ Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 // 0.93, Wgmma 0.55 / 0.87 / 0.94 (T = 1024 is bound by streaming 16 experts' weights for ~128
 // rows each); whole MoE block Lanes 0.55 / 0.86 / 0.91, Wgmma 0.54 / 0.85 / 0.91. Grouped ran
 // the expert stage at 0.35 / 0.36 at T = 4096 / 8192. Wgmma needs no host sync (the block could
-// be captured in a CUDA graph) but is not faster, so Auto stays on Lanes:
+// be captured in a CUDA graph) but is not faster (later, results/h200-2026-11-29i: equal from
+// T = 4096, 0.78 against 0.83 at T = 2048), so Auto stays on Lanes:
 //   Lanes    per expert with rows: gate/up GEMM, SwiGLU pass, down GEMM, the experts dealt to
 //            gemm_lanes concurrent streams (ExpertLane), largest first
 //   Grouped  one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over all rows,

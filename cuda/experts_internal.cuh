@@ -44,13 +44,14 @@ void launch_gemv_mma(const WT* gate_up, const float* gu_scale, const WT* down, c
                      const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows, bf16* act,
                      bf16* y_rows, const F16Operands& f16, cudaStream_t stream);
 
-// Grouped expert GEMMs on TMA and wgmma (cuda/experts_wgmma.cu; GemmSchedule::Wgmma): every
-// expert's gate/up with SwiGLU in the epilogue into act [total_rows, I], then every expert's
-// down into y_rows. Reads the expert offsets on the device (no host sync).
-// Why these operands cannot run the grouped wgmma GEMMs, or "" when they can.
+// Why these operands cannot run the grouped wgmma GEMMs (GemmSchedule::Wgmma), or "" when they
+// can.
 std::string grouped_wgmma_refusal(const ExpertWeights& w, const bf16* x_rows, const bf16* y_rows,
                                   int64_t total_rows);
-// tile_counters: 2 device ints (zeroed here, on the stream, before each launch).
+// Grouped expert GEMMs on TMA and wgmma (cuda/experts_wgmma.cu): every expert's gate/up with
+// SwiGLU in the epilogue into act [total_rows, I], then every expert's down into y_rows. Reads
+// the expert offsets on the device (no host sync). tile_counters: 2 device ints (zeroed here, on
+// the stream, before each launch).
 void launch_grouped_experts_wgmma(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
                                   bf16* act, bf16* y_rows, int* tile_counters, cudaStream_t stream);
 

@@ -35,7 +35,9 @@
 //
 // Measured on an H200 (2026-11-29, Jamba-v0.1 widths, top-2 of 16, bench_moe
 // BM_ExpertsPrefill, x_cublas = one cuBLAS GEMM of the total shape over ours, same run):
-// T = 4096 / 8192: 0.87 / 0.93 (cuBLAS per expert on 4 lanes: 0.88 / 0.94). Under Nsight
+// T = 4096 / 8192: 0.87 / 0.93 (cuBLAS per expert on 4 lanes: 0.88 / 0.94); with the producer
+// decoding each tile for the consumers (results/h200-2026-11-29i, call 3), T = 1024 / 2048 /
+// 4096 / 8192: 0.56 / 0.78 / 0.88 / 0.94 (4 lanes: 0.56 / 0.83 / 0.88 / 0.94). Under Nsight
 // Compute (clocks at 1.33 GHz) gate/up takes 3.23 ms and down 1.64 ms at T = 4096, tensor pipes
 // ~87% busy; what is left is mostly the 64-row granularity of wgmma's M at ~512 rows per expert
 // (T = 4096 loses ~6% to it, T = 8192 half that) and the SwiGLU epilogue, which the tensor cores

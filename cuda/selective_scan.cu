@@ -108,6 +108,16 @@ using TileG4 = Tile<64, 4, 32, 3>;
 // and at B = 16 L = 8K (one ws block per SM; g4 runs 3): g4 10.79 ms, ws 11.79 ms, ws with 4
 // staging warps at 2 blocks per SM 11.76 ms. Also rejected: (delta, delta u) interleaved as
 // float2 for one 8-byte load per step: g4 +4% (it spilled), ws +1%.
+// Rejected (H200, 2026-11-29, results/h200-2026-11-29j): the stagers computing the decays
+// exp2_decay(delta A) of the next tile into shared memory (16-step tiles, 2 x 64 KB of decays),
+// the scanners reading them with one 16-byte load per step instead of 4 exps (scanner loop 47 ->
+// 21 instructions per step; same values, compare --quick SSM_SCAN and MAMBA_LAYER 49/49). At
+// B = 1, per step: ws 86 ns; this 181 ns, and 144 ns with the raw inputs loaded two tiles ahead
+// and a tile's 16 deltas read before its exps. Nsight Compute at L = 2K: 184 shared-memory
+// wavefronts per step and SM (ws ~46: every decay is written and read once more), 0.44 issued
+// warps per scheduler, stalls long and short scoreboard, then barrier. The exps are not
+// movable at this width without moving their 8 bytes per state entry and step through shared
+// memory.
 // The stagers take g4's staging split (Staging<TileG4>): one staging thread per g4 thread.
 constexpr int kWsStagers = TileG4::kThreads;
 constexpr int kWsThreads = TileG4::kThreads + kWsStagers;

@@ -264,10 +264,17 @@ struct CublasPrefillReference {
 // Times `call` against the reference in alternation (paired_event_loop, 3 warm-up pairs first)
 // and sets the prefill counters: ms, TFLOP/s (2 * M * 3 * d * I), cublas_TFLOP/s, x_cublas (the
 // median of the per-iteration ratios reference / ours, each pair run back to back),
-// x_cublas_min (the lowest pair) and x_gemm_ceiling.
+// x_cublas_min (the lowest pair), x_gemm_ceiling, and the weight-streaming bound:
+//   stream_ms   the weights (bf16, or int8 and scales) of the `active` experts plus the rows in
+//               and out (x_rows, y_rows), read or written once at the run's copy ceiling. No
+//               schedule can take less: the weights (352 MB per expert) do not fit in L2.
+//   x_roofline  max(cuBLAS median, stream) / ours. The reference reads one expert's weights for
+//               all M rows, so where stream > cuBLAS (T = 1024 at v0.1 width: 16 experts, 5.6
+//               GB of weights for 0.72 TFLOP) x_cublas cannot reach 1 and x_roofline says how
+//               far from the bound the schedule is.
 template <class Call>
 void time_against_cublas(benchmark::State& state, Call&& call, const CublasPrefillReference& ref,
-                         cudaStream_t s) {
+                         int active, bool int8, cudaStream_t s) {
   auto reference = [&] { ref(s); };
   for (int i = 0; i < 3; ++i) call(), reference();
   JB_CUDA(cudaStreamSynchronize(s));
@@ -285,6 +292,11 @@ void time_against_cublas(benchmark::State& state, Call&& call, const CublasPrefi
   state.counters["x_cublas_min"] = *std::min_element(ratio.begin(), ratio.end());
   const auto& ceil = jb::bench::ceilings();
   state.counters["x_gemm_ceiling"] = ceil.gemm_tflops > 0 ? tflops / ceil.gemm_tflops : 0;
+  const double stream_bytes = active * expert_bytes(int8) + 2.0 * ref.M * kD * 2.0;
+  const double stream_s = ceil.copy_gbs() > 0 ? stream_bytes / (ceil.copy_gbs() * 1e9) : 0;
+  state.counters["active_experts"] = active;
+  state.counters["stream_ms"] = stream_s * 1e3;
+  state.counters["x_roofline"] = sec > 0 ? std::max(cublas_ms * 1e-3, stream_s) / sec : 0;
 }
 
 // A pinned schedule that did not run (a fallback or a refusal) must not produce a row.
@@ -317,7 +329,7 @@ void BM_MoePrefill(benchmark::State& state, bool int8, PrefillSchedule sched) {
   JB_CUDA(cudaStreamSynchronize(st.s));
   if (!ran_as_pinned(state, sched, int8, ran)) return;
   const CublasPrefillReference ref(ws.x_rows.get(), T * kTopK);
-  time_against_cublas(state, call, ref, st.s);
+  time_against_cublas(state, call, ref, ws.num_active.download()[0], int8, st.s);
 }
 
 void BM_ExpertsPrefill(benchmark::State& state, PrefillSchedule sched) {
@@ -336,7 +348,7 @@ void BM_ExpertsPrefill(benchmark::State& state, PrefillSchedule sched) {
   JB_CUDA(cudaStreamSynchronize(r.st.s));
   if (!ran_as_pinned(state, sched, false, ran)) return;
   const CublasPrefillReference ref(r.ws.x_rows.get(), T * kTopK);
-  time_against_cublas(state, call, ref, r.st.s);
+  time_against_cublas(state, call, ref, r.active, false, r.st.s);
 }
 
 // Calls of one stage per captured graph in BM_MoeStages: the per-call time of a few-microsecond

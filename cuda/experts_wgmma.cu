@@ -24,11 +24,11 @@
 // same (row, column) in accumulators j and j + 16), down tiles 256 output columns. Tile index
 // order: expert, then column block, then row tile, so the CTAs in flight share weight tiles
 // (each read from HBM about once, the expert's rows staying in L2). A CTA's first tile is its
-// index, the next ones come from a counter in index order (the producer claims one per tile and
-// names it to the consumers in the stage's slot). A warpgroup whose 64 rows are all past the
-// expert's end skips its wgmmas (a tile of <= 64 rows costs about half). Rows past the expert's
-// end that TMA does load belong to the next expert or are zero fill; the epilogue stores only
-// the expert's rows and the valid columns.
+// index, the next ones come from a counter in index order (the producer claims one near the end
+// of each tile's loads and names it to the consumers in the stage's slot). A warpgroup whose 64
+// rows are all past the expert's end skips its wgmmas (a tile of <= 64 rows costs about half). Rows
+// past the expert's end that TMA does load belong to the next expert or are zero fill; the epilogue
+// stores only the expert's rows and the valid columns.
 //
 // Requires d % 8 == 0 and I % 8 == 0 (TMA row strides are multiples of 16 bytes), 16-byte
 // aligned x, weights and y, E <= kMaxExperts, and a device of compute capability 9.0.
@@ -69,9 +69,11 @@
 //   - lockstep (call 3): the later row tiles of a weight slice request stage kb only once its
 //     first row tile has requested kb - 4 (a global counter per slice): slower everywhere, 0.42
 //     / 0.50 / 0.54 / 0.74 at T = 1024 / 2048 / 4096 / 8192 against 0.54 / 0.73 / 0.88 / 0.94,
-//     with gate/up DRAM at T = 1024 up (4.7 against 4.2 GB). A CTA claims its next tile when it
-//     starts the current one, so a follower can wait most of a tile for a leader that has not
-//     started.
+//     with gate/up DRAM at T = 1024 up (4.7 against 4.2 GB). A CTA then claimed its next tile
+//     when it started the current one, so a follower could wait most of a tile for a leader that
+//     had not started. What fixed the drift instead (2026-11-29, results/h200-2026-11-29j): the
+//     claim moved to the end of a tile's loads (the producer loop below), no waiting; DRAM read
+//     at T = 1024 / 2048 down 7-17%, the expert stage 2-8% faster.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -293,8 +295,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     // stride lets CTAs drift apart, and the weights in flight outgrow L2).
     for (int t = blockIdx.x;;) {
       const bool done = t >= total_tiles;
-      // Claimed now, used after this tile's loads are issued (the atomic's latency hidden).
-      const int next = done ? 0 : atomicAdd(a.tile_counter, 1) + static_cast<int>(gridDim.x);
+      // The next tile is claimed after the loads of this tile's second-to-last stage: claims
+      // then come in the order the CTAs will start their tiles, so the row tiles of one weight
+      // slice (adjacent indices) start within a stage or so of each other and the later ones
+      // find the slice in L2. Claimed at this tile's first stage (until 2026-11-29), a tile
+      // waited a whole tile before it started, and the CTAs sharing a slice drifted apart by up
+      // to that much. Nsight Compute, H200, DRAM read / time, gate/up then down: T = 1024 4.12
+      // GB 1.18 ms, 2.55 GB 658 us -> 3.85 GB 1.16 ms, 2.22 GB 596 us; T = 2048 4.59 GB 1.67
+      // ms, 3.23 GB 909 us -> 4.16 GB 1.63 ms, 2.67 GB 871 us (results/h200-2026-11-29j,
+      // call 5). One stage before the last load (the atomic's latency then shows) was slower at
+      // T = 1024 (1.80 against 1.74 ms); eight stages, the same as two.
+      const int claim_kb = max(nk - 2, 0);
+      int next = 0;
       TileCoord tc{-1, 0, 0, 0};
       int w0 = 0, w1 = 0;
       if (!done) {
@@ -313,6 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           dev::tma_load_2d(sa, &tm_x, kb * kBK, tc.row0, &full[s]);
           dev::tma_load_2d(sb, &tm_w, kb * kBK, w0, &full[s]);
           dev::tma_load_2d(sb + kBoxBytes, &tm_w, kb * kBK, w1, &full[s]);
+          if (kb == claim_kb) next = atomicAdd(a.tile_counter, 1) + static_cast<int>(gridDim.x);
         }
         if (++s == kStages) {
           s = 0;

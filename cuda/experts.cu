@@ -486,14 +486,16 @@ void linear_bf16_f32out(const bf16* x, int64_t ldx, const bf16* w, float* y, int
 
 namespace {
 
-// The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Lanes (measured as
-// fast as Wgmma from 4096 tokens and faster at 1024); Grouped and Wgmma have no int8 form.
-GemmSchedule resolve_gemm_schedule(GemmSchedule s, bool is_int8) {
+// The Gemm path's schedule for these weights (see GemmSchedule): Auto takes Wgmma where it can
+// run (bf16 weights and no refusal: wgmma_refusal is grouped_wgmma_refusal's answer, "" when
+// it can), Lanes otherwise; Grouped and Wgmma have no int8 form.
+GemmSchedule resolve_gemm_schedule(GemmSchedule s, bool is_int8, const std::string& wgmma_refusal) {
   if ((s == GemmSchedule::Grouped || s == GemmSchedule::Wgmma) && is_int8)
     fail(ErrorKind::Unsupported, std::string("experts gemm: the ") + gemm_schedule_name(s) +
                                      " schedule takes bf16 weights only; int8 weights run the "
                                      "lanes schedule (gemm schedule auto or lanes)");
-  return s == GemmSchedule::Auto ? GemmSchedule::Lanes : s;
+  if (s != GemmSchedule::Auto) return s;
+  return !is_int8 && wgmma_refusal.empty() ? GemmSchedule::Wgmma : GemmSchedule::Lanes;
 }
 
 // cuBLAS takes host-side shapes: copies the expert offsets into ws.host_offsets (one
@@ -838,7 +840,13 @@ std::string run_experts(const ExpertWeights& w, const ExpertGroups& g, const bf1
   }
 
   // Gemm path. The schedule is resolved first, so that a refused one fails before the sync.
-  const GemmSchedule schedule = resolve_gemm_schedule(ws.gemm_schedule, is_int8);
+  // One expert (the dense MLP) is one plain GEMM each way, cuBLAS's own ground: Auto keeps it on
+  // the lanes (Wgmma was measured on the 16-expert MoE only).
+  std::string wgmma_refusal;
+  if (ws.gemm_schedule == GemmSchedule::Auto && !is_int8)
+    wgmma_refusal = E == 1 ? "one expert"
+                           : experts_detail::grouped_wgmma_refusal(w, x_rows, y_rows, g.total_rows);
+  const GemmSchedule schedule = resolve_gemm_schedule(ws.gemm_schedule, is_int8, wgmma_refusal);
   if (schedule == GemmSchedule::Wgmma) return run_gemm_wgmma(w, g, x_rows, y_rows, ws, stream);
   const int64_t max_rows = read_expert_offsets(g, E, ws, stream);
   if (schedule == GemmSchedule::Grouped) return run_gemm_grouped(w, x_rows, y_rows, ws, stream);

@@ -98,13 +98,13 @@ const char* int8_gemv_name(Int8Gemv v);
 Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 
 // How the Gemm path issues the experts' GEMMs (benchmarks and compare cases pin one; Auto takes
-// Lanes). On an H200 (CUDA 13.0, bench_moe, 2026-11-29, x_cublas = one cuBLAS GEMM of the total
-// shape over ours, same run, T = 1024 / 4096 / 8192): expert stage Lanes (4 lanes) 0.59 / 0.88 /
-// 0.93, Wgmma 0.55 / 0.87 / 0.94 (T = 1024 is bound by streaming 16 experts' weights for ~128
-// rows each); whole MoE block Lanes 0.55 / 0.86 / 0.91, Wgmma 0.54 / 0.85 / 0.91. Grouped ran
-// the expert stage at 0.35 / 0.36 at T = 4096 / 8192. Wgmma needs no host sync (the block could
-// be captured in a CUDA graph) but is not faster (later, results/h200-2026-11-29i: equal from
-// T = 4096, 0.78 against 0.83 at T = 2048), so Auto stays on Lanes:
+// Wgmma where it can run, else Lanes). On an H200 (CUDA 13.0, bench_moe, x_cublas = one cuBLAS
+// GEMM of the total shape over ours, same run): 2026-11-29, T = 1024 / 4096 / 8192, expert stage
+// Lanes (4 lanes) 0.59 / 0.88 / 0.93, Wgmma 0.55 / 0.87 / 0.94 (T = 1024 is bound by streaming
+// 16 experts' weights for ~128 rows each); Grouped 0.35 / 0.36 at T = 4096 / 8192. Auto took
+// Lanes until Wgmma's swap-AB tiles (cuda/experts_wgmma.cu; results/h200-2026-11-29j) made it
+// the faster at every T measured; it also needs no host sync (the block can be captured in a
+// CUDA graph). One expert (the dense MLP: one plain GEMM each way) stays on Lanes under Auto:
 //   Lanes    per expert with rows: gate/up GEMM, SwiGLU pass, down GEMM, the experts dealt to
 //            gemm_lanes concurrent streams (ExpertLane), largest first
 //   Grouped  one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over all rows,

@@ -321,15 +321,17 @@ TEST(CudaMoe, DecodeTakesGemvPath) {
 
 // The Gemm path's schedule pinned: bf16 runs the grouped cuBLAS calls or our grouped wgmma GEMMs
 // (and passes; the registry cases above cover the shapes), int8 is refused with Unsupported by
-// both, the wgmma GEMMs refuse I % 8 != 0, and Auto still takes the lanes.
+// both, the wgmma GEMMs refuse I % 8 != 0; Auto takes the wgmma GEMMs for bf16 on sm_90 (the
+// lanes elsewhere, and for int8 and for shapes the wgmma GEMMs refuse).
 TEST(CudaMoe, GemmScheduleVariants) {
   SKIP_WITHOUT_GPU();
   const std::string base = "MOE(T=64,d=128,I=256,E=16,k=2,renorm=0,route=rand,path=gemm,";
+  const bool sm90 = jb::cuda::device_is_sm90();
   const std::pair<std::string, std::string> want[] = {
       {"weights=bf16,sched=grouped", "gemm_bf16_grouped"},
       {"weights=bf16,sched=wgmma", "gemm_bf16_wgmma"},
       {"weights=bf16,sched=lanes", "gemm_bf16"},
-      {"weights=bf16,sched=auto", "gemm_bf16"},
+      {"weights=bf16,sched=auto", sm90 ? "gemm_bf16_wgmma" : "gemm_bf16"},
       {"weights=int8,sched=auto", "gemm_int8"}};
   for (const auto& [params, variant] : want) {
     const jb::cmp::CaseResult r =
@@ -353,6 +355,12 @@ TEST(CudaMoe, GemmScheduleVariants) {
   EXPECT_EQ(odd.status, jb::cmp::Status::Error);
   EXPECT_NE(odd.reason.find("d and I must be multiples of 8 (d=64, I=100)"), std::string::npos)
       << odd.reason;
+  // The same shape under Auto: the lanes run it instead of an error.
+  const jb::cmp::CaseResult odd_auto = jb::cmp::run_case(
+      op("MOE"), Case::parse("MOE(T=33,d=64,I=100,E=8,k=2,renorm=0,route=rand,weights=bf16,"
+                             "path=gemm,sched=auto,seed=4)"));
+  EXPECT_EQ(odd_auto.status, jb::cmp::Status::Pass) << odd_auto.reason;
+  EXPECT_EQ(odd_auto.variant, "gemm_bf16");
 }
 
 // Host only: the experts' knobs round-trip through their names; an unknown name is a usage

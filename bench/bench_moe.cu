@@ -25,11 +25,14 @@
 //       (GemmSchedule: one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over
 //       all rows, one grouped call for every expert's down), same counters. Measured on an
 //       H200 (2026-11-29, cuBLAS of CUDA 13.0): x_cublas 0.34 / 0.36 at T = 4096 / 8192 (12.3 /
-//       24.0 ms against 4.9 / 9.4 ms for 4 lanes): rejected, Auto stays on lanes.
+//       24.0 ms against 4.9 / 9.4 ms for 4 lanes): rejected.
 //   BM_MoePrefill/bf16/wgmma/T       the same block with our grouped TMA + wgmma GEMMs
 //       (GemmSchedule::Wgmma, cuda/experts_wgmma.cu): two launches for every expert, SwiGLU in
-//       the gate/up epilogue, no host sync. H200, 2026-11-29, T = 1024 / 4096 / 8192: x_cublas
-//       0.54 / 0.85 / 0.91 against 0.55 / 0.86 / 0.91 for 4 lanes in the same run.
+//       the gate/up epilogue, no host sync; what Auto runs for bf16 on sm_90 since the swap-AB
+//       tiles. H200, results/h200-2026-11-29j call 9, T = 1024 / 2048 / 4096 / 8192: x_cublas
+//       0.68 / 0.86 / 0.88 / 0.92 (x_roofline 0.89 / 0.85 / 0.87 / 0.92) against 0.54 / 0.79 /
+//       0.86 / 0.92 for 4 lanes in the same run; the expert stage alone (BM_ExpertsPrefill) 0.70
+//       / 0.88 / 0.89 / 0.94 against 0.59 / 0.84 / 0.88 / 0.93.
 //   BM_ExpertsPrefill/bf16/<lanes4|wgmma|grouped>/T  run_experts alone (Gemm path, the schedule
 //       pinned) on a routing computed once, at T = 1024 / 2048 / 4096 / 8192: the same GEMMs,
 //       reference and counters as BM_MoePrefill, so that the two families together split the gap to

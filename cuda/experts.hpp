@@ -102,9 +102,12 @@ Int8Gemv parse_int8_gemv(const std::string& s);  // "auto" | "fma" | "mma"
 // GEMM of the total shape over ours, same run): 2026-11-29, T = 1024 / 4096 / 8192, expert stage
 // Lanes (4 lanes) 0.59 / 0.88 / 0.93, Wgmma 0.55 / 0.87 / 0.94 (T = 1024 is bound by streaming
 // 16 experts' weights for ~128 rows each); Grouped 0.35 / 0.36 at T = 4096 / 8192. Auto took
-// Lanes until Wgmma's swap-AB tiles (cuda/experts_wgmma.cu; results/h200-2026-11-29j) made it
-// the faster at every T measured; it also needs no host sync (the block can be captured in a
-// CUDA graph). One expert (the dense MLP: one plain GEMM each way) stays on Lanes under Auto:
+// Lanes until Wgmma's swap-AB tiles (cuda/experts_wgmma.cu) made it the faster at every T
+// measured: results/h200-2026-11-29j call 9, T = 1024 / 2048 / 4096 / 8192, expert stage Wgmma
+// 0.70 / 0.88 / 0.89 / 0.94 against Lanes 0.59 / 0.84 / 0.88 / 0.93, whole block 0.68 / 0.86 /
+// 0.88 / 0.92 against 0.54 / 0.79 / 0.86 / 0.92 (same process). Wgmma also needs no host sync
+// (the block can be captured in a CUDA graph). One expert (the dense MLP: one plain GEMM each
+// way, not measured against cuBLAS here) stays on Lanes under Auto:
 //   Lanes    per expert with rows: gate/up GEMM, SwiGLU pass, down GEMM, the experts dealt to
 //            gemm_lanes concurrent streams (ExpertLane), largest first
 //   Grouped  one grouped cuBLAS call for every expert's gate/up, one SwiGLU pass over all rows,

@@ -767,11 +767,12 @@ std::string run_gemm_grouped(const ExpertWeights& w, const bf16* x_rows, bf16* y
 
 // Every expert's gate/up + SwiGLU into the grouped scratch's act, then every expert's down into
 // y_rows, both launches on `stream`, reading the offsets on the device (no host sync).
-// (Measured and rejected, H200 2026-11-29: this kernel's gate/up with the SwiGLU fused, then the
-// down GEMMs on the cuBLAS lanes. Expert stage x_cublas at T = 1024 / 2048 / 4096 / 8192: 0.58
-// / 0.80 / 0.89 / 0.95 against lanes4's 0.58 / 0.84 / 0.89 / 0.93 in the same call; the whole
-// block 0.52 / 0.77 / 0.87 / 0.92 against 0.55 / 0.79 / 0.86 / 0.91. It loses at 2048, where
-// the gate/up's partial 128-row tiles cost more than the act pass it saves.)
+// (Measured and rejected, H200 2026-11-29, before the swap-AB tiles of cuda/experts_wgmma.cu:
+// this kernel's gate/up with the SwiGLU fused, then the down GEMMs on the cuBLAS lanes. Expert
+// stage x_cublas at T = 1024 / 2048 / 4096 / 8192: 0.58 / 0.80 / 0.89 / 0.95 against lanes4's
+// 0.58 / 0.84 / 0.89 / 0.93 in the same call; the whole block 0.52 / 0.77 / 0.87 / 0.92 against
+// 0.55 / 0.79 / 0.86 / 0.91. It lost at 2048, where the gate/up's partial 128-row tiles cost
+// more than the act pass it saves.)
 std::string run_gemm_wgmma(const ExpertWeights& w, const ExpertGroups& g, const bf16* x_rows,
                            bf16* y_rows, ExpertsWorkspace& ws, cudaStream_t stream) {
   const std::string why = experts_detail::grouped_wgmma_refusal(w, x_rows, y_rows, g.total_rows);

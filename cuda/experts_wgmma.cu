@@ -50,8 +50,9 @@
 // Requires d % 8 == 0 and I % 8 == 0 (TMA row strides are multiples of 16 bytes), 16-byte
 // aligned x, weights and y, E <= kMaxExperts, and a device of compute capability 9.0.
 //
-// Measured on an H200 (2026-11-29, Jamba-v0.1 widths, top-2 of 16, bench_moe
-// BM_ExpertsPrefill, x_cublas = one cuBLAS GEMM of the total shape over ours, same run):
+// Measured on an H200 with the 128-row tiles only, before the swap-AB tiles and the late claim
+// (2026-11-29, Jamba-v0.1 widths, top-2 of 16, bench_moe BM_ExpertsPrefill, x_cublas = one
+// cuBLAS GEMM of the total shape over ours, same run):
 // T = 4096 / 8192: 0.87 / 0.93 (cuBLAS per expert on 4 lanes: 0.88 / 0.94); with the producer
 // decoding each tile for the consumers (results/h200-2026-11-29i, call 3), T = 1024 / 2048 /
 // 4096 / 8192: 0.56 / 0.78 / 0.88 / 0.94 (4 lanes: 0.56 / 0.83 / 0.88 / 0.94). Under Nsight

@@ -9,7 +9,8 @@
 using namespace jb::cuda;
 int main() {
   const int64_t D = 8192, N = 16, Lmax = 8192, R = 256;
-  DeviceBuffer<bf16> u(Lmax * D), dt(Lmax * D), xz(Lmax * 2 * D), xdbl(Lmax * (R + 2 * N)), y(Lmax * D);
+  DeviceBuffer<bf16> u(Lmax * D), dt(Lmax * D), xz(Lmax * 2 * D), xdbl(Lmax * (R + 2 * N)),
+      y(Lmax * D);
   DeviceBuffer<float> bias(D), A_log(D * N), Dsk(D), st(D * N);
   fill_normal(u.get(), u.size(), 1, 1, 0, 1);
   fill_normal(dt.get(), dt.size(), 1, 2, 0, 0.25f);
@@ -24,11 +25,23 @@ int main() {
   cudaEventCreate(&e1);
   for (int64_t L : {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}) {
     ScanArgs a;
-    a.batch = 1; a.seqlen = L; a.dim = D; a.dstate = N;
-    a.u = u.get(); a.dt = dt.get(); a.dt_bias = bias.get(); a.A_log = A_log.get();
-    a.B = xdbl.get() + R; a.C = xdbl.get() + R + N; a.B_row_stride = a.C_row_stride = R + 2 * N;
-    a.D_skip = Dsk.get(); a.z = xz.get() + D; a.z_row_stride = 2 * D;
-    a.ssm_state_in = st.get(); a.ssm_state_out = st.get(); a.y = y.get();
+    a.batch = 1;
+    a.seqlen = L;
+    a.dim = D;
+    a.dstate = N;
+    a.u = u.get();
+    a.dt = dt.get();
+    a.dt_bias = bias.get();
+    a.A_log = A_log.get();
+    a.B = xdbl.get() + R;
+    a.C = xdbl.get() + R + N;
+    a.B_row_stride = a.C_row_stride = R + 2 * N;
+    a.D_skip = Dsk.get();
+    a.z = xz.get() + D;
+    a.z_row_stride = 2 * D;
+    a.ssm_state_in = st.get();
+    a.ssm_state_out = st.get();
+    a.y = y.get();
     a.variant = ScanVariant::SinglePass;
     std::string v = selective_scan_fwd(a);
     cudaDeviceSynchronize();
@@ -38,17 +51,21 @@ int main() {
       selective_scan_fwd(a);
       cudaEventRecord(e1);
       cudaEventSynchronize(e1);
-      float ms; cudaEventElapsedTime(&ms, e0, e1); t.push_back(ms * 1000);
+      float ms;
+      cudaEventElapsedTime(&ms, e0, e1);
+      t.push_back(ms * 1000);
     }
     // back-to-back: 20 launches between one pair of events
     cudaEventRecord(e0);
     for (int i = 0; i < 20; ++i) selective_scan_fwd(a);
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
-    float ms; cudaEventElapsedTime(&ms, e0, e1);
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
     std::sort(t.begin(), t.end());
-    std::printf("L=%6lld %-12s median %8.2f us  min %8.2f  back-to-back %8.2f us/call  ns/step %.1f\n",
-                (long long)L, v.c_str(), t[t.size() / 2], t[0], ms * 1000 / 20, t[t.size()/2] * 1000 / L);
+    std::printf(
+        "L=%6lld %-12s median %8.2f us  min %8.2f  back-to-back %8.2f us/call  ns/step %.1f\n",
+        (long long)L, v.c_str(), t[t.size() / 2], t[0], ms * 1000 / 20, t[t.size() / 2] * 1000 / L);
   }
   return 0;
 }

@@ -27,6 +27,8 @@
 //   the decay's polynomial on |x| < 1/16 with a quadratic instead of 1/4 with a cubic
 //   (ssm_math.cuh; one FMA less per state entry): 186 / 710 / 2796 / 11167 us, 10.38 ms
 //   (results/h200-2026-11-29h, call 6)
+//   the decay's select as a predicated ex2 (ssm_math.cuh; 47.2 -> 43.8 instructions per step in
+//   ws's loop): ws at B = 1 L = 2K / 8K 179-181 / 685-686 us (results/h200-2026-11-29k, call 2)
 //   rejected: two stages in shared memory (74.5 KB), the next tile staged in halves inside the
 //   loop, one barrier per tile: 311 / 1162 / 4576 / 18272 us, 11.92 ms; an instance for one
 //   block per SM (up to 255 registers) at B = 1: 1128 -> 1162 us at 8K (slower).
@@ -118,6 +120,11 @@ using TileG4 = Tile<64, 4, 32, 3>;
 // warps per scheduler, stalls long and short scoreboard, then barrier. The exps are not
 // movable at this width without moving their 8 bytes per state entry and step through shared
 // memory.
+// Rejected (H200, 2026-11-29, results/h200-2026-11-29k, call 2; the patch is there): ws with 2
+// scanning threads of 8 entries per channel (Tile<64, 2, 32, 1>, 4 scanning warps; 81 against
+// 2 x 43.8 instructions per channel and step): 282-303 us at B = 1 L = 2K and 1087-1162 us at 8K
+// against ws's 179-189 / 685-709 in the same runs. One scanning warp per scheduler cannot hide
+// the shared-load and MUFU latencies with its own 8 entries.
 // The stagers take g4's staging split (Staging<TileG4>): one staging thread per g4 thread.
 constexpr int kWsStagers = TileG4::kThreads;
 constexpr int kWsThreads = TileG4::kThreads + kWsStagers;

@@ -35,9 +35,20 @@ using jb::softplus_poly;
 // 64K at B = 1 and 8, chunked 64K) give a final state of 1.14-1.18x, 1.00x before (policy 3x).
 // (2026-11-28: a cubic in x on |x| < 1/64 only raised the state error to 2.1-2.3x; before the
 // 1/4 cubic, a degree-6 Taylor polynomial on |x| < 1/2 cost two FMAs more than it.)
+// The selection is a predicated ex2 written over the polynomial's register (inline PTX): from
+// `fabsf(x) < limit ? p : ex2_approx(x)` the compiler issued the MUFU into a scratch register
+// ahead of the polynomial and merged it with a predicated MOV, one per state entry and step (the
+// ws scan loop: 1511 -> 1402 instructions per 32-step tile and thread). Same values: |x| >= limit
+// takes ex2, the rest (NaN included, which stays NaN) the polynomial. Measured on an H200
+// (results/h200-2026-11-29k, call 2, old and new binaries alternated in one session): ws at B = 1
+// L = 2K 187-189 -> 179-181 us, 8K 708-709 -> 685-686 us; g4 at B = 16 L = 8K 10.36-10.39 ms
+// both ways.
 __device__ __forceinline__ float exp2_decay(float x) {
-  const float p = exp2_decay_poly(x);
-  return fabsf(x) < kExp2DecayPolyLimit ? p : ex2_approx(x);
+  float r = exp2_decay_poly(x);
+  asm("{\n\t.reg .pred big;\n\tsetp.ge.f32 big, %1, %2;\n\t@big ex2.approx.ftz.f32 %0, %3;\n\t}"
+      : "+f"(r)
+      : "f"(fabsf(x)), "f"(kExp2DecayPolyLimit), "f"(x));
+  return r;
 }
 // core/softplus.hpp (accuracy there and in tests/test_core_softplus.cpp). It replaced
 // log1pf(expf(v)), which ran 8 times per thread per tile in the scan's staging (~17% of that

@@ -17,8 +17,13 @@
 // performance-targets.md (label "peer time (H100, performance-targets.md)").
 //
 // Timing: CUDA events around each iteration (UseManualTime), 5 repetitions, median reported
-// (plus median_us over all iterations). Inputs are random (cuda/random_init, never zeros), and
-// rotated among several copies when one set fits in L2.
+// (plus median_us over all iterations). Every row has a fixed iteration count: the manual time
+// of a conv or graph-replay iteration is per call, while its wall time is n calls (up to 20
+// conv launches, 50 graph calls), so Google Benchmark's default of 0.5 s of manual time per
+// repetition meant up to 50 x that in wall time (by that arithmetic ~27 s per repetition of
+// state_update at B = 1, 2.7 us per call; on 2026-11-29 a 60 s bench call ended inside that
+// row, after three scan rows). Inputs are random (cuda/random_init, never zeros), and rotated
+// among several copies when one set fits in L2.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -43,6 +48,9 @@ using jb::cuda::DeviceBuffer;
 
 constexpr int64_t kDi = 8192, kN = 16, kK = 4, kR = 256, kD = 4096;
 constexpr int kGraphLaunches = 50;
+// Iterations of the rows whose iteration is several calls (conv, graph replays): 100 event
+// pairs, i.e. 100-2000 conv launches or 5000 graph calls per repetition.
+constexpr int kCallRowIterations = 100;
 constexpr uint64_t kSeed = 2024;
 
 // ---- peers (performance-targets.md, "Kernel peers", measured on one H100 80GB HBM3) --------
@@ -488,24 +496,29 @@ void register_all() {
     for (bool strided : {false, true})
       reg("conv/D=8192/K=4/B=" + std::to_string(B) + "/L=" + std::to_string(L) +
               (strided ? "/x_stride=2D" : ""),
-          [B = B, L = L, strided](benchmark::State& st) { BM_Conv(st, B, L, strided, true); });
+          [B = B, L = L, strided](benchmark::State& st) { BM_Conv(st, B, L, strided, true); })
+          ->Iterations(kCallRowIterations);
   // Diagnostic: the same conv without its SiLU (two MUFU ops per element), to separate the
   // arithmetic's share of the short-L shapes from the memory system's.
   for (int64_t L : {2048, 8192})
-    reg("conv/D=8192/K=4/B=1/L=" + std::to_string(L) + "/no_silu",
-        [L](benchmark::State& st) { BM_Conv(st, 1, L, false, false); });
+    reg("conv/D=8192/K=4/B=1/L=" + std::to_string(L) + "/no_silu", [L](benchmark::State& st) {
+      BM_Conv(st, 1, L, false, false);
+    })->Iterations(kCallRowIterations);
   for (int64_t B : {1, 16, 64, 256}) {
-    reg("state_update/D=8192/N=16/B=" + std::to_string(B),
-        [B](benchmark::State& st) { BM_StateUpdate(st, B); });
-    reg("conv_update/D=8192/K=4/B=" + std::to_string(B),
-        [B](benchmark::State& st) { BM_ConvUpdate(st, B); });
+    reg("state_update/D=8192/N=16/B=" + std::to_string(B), [B](benchmark::State& st) {
+      BM_StateUpdate(st, B);
+    })->Iterations(kCallRowIterations);
+    reg("conv_update/D=8192/K=4/B=" + std::to_string(B), [B](benchmark::State& st) {
+      BM_ConvUpdate(st, B);
+    })->Iterations(kCallRowIterations);
   }
   reg("layer_prefill/v0.1/B=1/L=2048", [](benchmark::State& st) {
     BM_LayerPrefill(st, 1, 2048);
   })->Iterations(10);
   for (int64_t B : {1, 16})
-    reg("layer_decode/v0.1/B=" + std::to_string(B),
-        [B](benchmark::State& st) { BM_LayerDecode(st, B); });
+    reg("layer_decode/v0.1/B=" + std::to_string(B), [B](benchmark::State& st) {
+      BM_LayerDecode(st, B);
+    })->Iterations(kCallRowIterations);
 }
 
 }  // namespace

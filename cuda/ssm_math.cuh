@@ -41,7 +41,7 @@ using jb::softplus_poly;
 // ws scan loop: 1511 -> 1402 instructions per 32-step tile and thread). Same values: |x| >= limit
 // takes ex2, the rest (NaN included, which stays NaN) the polynomial. Measured on an H200
 // (results/h200-2026-11-29k, call 2, old and new binaries alternated in one session): ws at B = 1
-// L = 2K 187-189 -> 179-181 us, 8K 708-709 -> 685-686 us; g4 at B = 16 L = 8K 10.36-10.39 ms
+// L = 2K 187-189 -> 179-181 us, 8K 708-709 -> 685-686 us; g4 at B = 16 L = 8K 10.35-10.39 ms
 // both ways.
 __device__ __forceinline__ float exp2_decay(float x) {
   float r = exp2_decay_poly(x);
